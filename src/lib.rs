@@ -1,0 +1,16 @@
+//! labpipe: declarative, reproducible deep-learning lab pipelines on Candle.
+//!
+//! Where things happen: `spec` reads pipeline files, `data` is where images enter, `model` builds networks,
+//! `summary` counts and draws them, `train` trains and evaluates, `cache` stores stage artifacts,
+//! `pipeline` plans and runs stages, `report` renders the lab report.
+
+pub mod cache;
+pub mod data;
+pub mod device;
+pub mod model;
+pub mod pipeline;
+pub mod report;
+pub mod rng;
+pub mod spec;
+pub mod summary;
+pub mod train;
