@@ -1,1 +1,3 @@
-//! (in progress)
+//! The lab report: figures and the rendered template.
+
+pub mod font;
