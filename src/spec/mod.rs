@@ -1,1 +1,697 @@
-//! (in progress)
+//! Pipeline files: parsing with locations, validation, experiment and matrix expansion, `-S` overrides, and the
+//! resolved, content-identified `RunSpec`s the executor works from (it never sees the raw file).
+
+pub mod diagnostic;
+pub mod file;
+pub mod layers;
+pub mod locate;
+pub mod overrides;
+
+use crate::model::builtins;
+use crate::model::decl::ModelDecl;
+use diagnostic::{Diagnostic, closest};
+use file::{Arch, DatasetKind, PipelineFile};
+use locate::{LocationIndex, Pos};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Why a pipeline could not be loaded: every problem found, each with its place in the file.
+#[derive(Debug)]
+pub enum SpecError {
+    /// The file could not be read.
+    Io {
+        /// The path given.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file was read but is not a valid pipeline.
+    Invalid(Vec<Diagnostic>),
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpecError::Io { path, source } => {
+                write!(
+                    f,
+                    "error: cannot read pipeline file `{}`: {source}",
+                    path.display()
+                )?;
+                if source.kind() == std::io::ErrorKind::NotFound {
+                    write!(
+                        f,
+                        "\n  = help: give the path of a pipeline YAML file, e.g. `labpipe run pipelines/quickstart.yaml`"
+                    )?;
+                }
+                Ok(())
+            }
+            SpecError::Invalid(ds) => {
+                for (i, d) in ds.iter().enumerate() {
+                    if i > 0 {
+                        writeln!(f)?;
+                    }
+                    write!(f, "{d}")?;
+                }
+                if ds.len() > 1 {
+                    write!(f, "\n{} errors in the pipeline file", ds.len())?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+/// One fully resolved run: base pipeline + its experiment's overrides + command-line overrides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Readable run name (`baseline`, `no_augmentation`, `lr[lr=0.01,scheduler=step]`).
+    pub name: String,
+    /// Other experiment names that resolved to the same content (trained once).
+    pub aliases: Vec<String>,
+    /// Content ID: a hash of the resolved data, model and train sections.
+    pub id: String,
+    /// The overrides that make this run differ from the base, as (dotted path, value).
+    pub overrides: Vec<(String, Value)>,
+    /// The experiment this run came from, and for matrix runs the axis values.
+    pub experiment: Option<String>,
+    /// Resolved data section.
+    pub data: file::DataSpec,
+    /// Resolved model section.
+    pub model: file::ModelSpec,
+    /// The model declaration built from it.
+    pub decl: ModelDecl,
+    /// Resolved train section.
+    pub train: file::TrainSpec,
+}
+
+/// A loaded pipeline: its file, its runs in declaration order.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Its name.
+    pub name: String,
+    /// Its description.
+    pub description: Option<String>,
+    /// Report settings as written.
+    pub report: Option<Value>,
+    /// The runs, deduplicated by content.
+    pub runs: Vec<RunSpec>,
+    /// Experiment structure: (experiment name, axis paths) for matrix experiments, used by comparison tables.
+    pub matrices: Vec<(String, Vec<String>)>,
+}
+
+/// Read, validate and expand a pipeline file, applying `overrides` (`key=value`) to every run.
+pub fn load(path: &Path, overrides: &[String]) -> Result<Pipeline, SpecError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    load_str(path, &text, overrides)
+}
+
+/// Like `load`, from text already read.
+pub fn load_str(path: &Path, text: &str, cli_overrides: &[String]) -> Result<Pipeline, SpecError> {
+    let index = LocationIndex::build(text);
+    let file: PipelineFile = serde_saphyr::from_str(text)
+        .map_err(|e| SpecError::Invalid(vec![saphyr_diagnostic(path, text, &e)]))?;
+    let mut diags = Vec::new();
+    let ctx = Ctx {
+        path,
+        text,
+        index: &index,
+    };
+
+    let cli = match overrides::parse_all(cli_overrides) {
+        Ok(v) => v,
+        Err(e) => {
+            return Err(SpecError::Invalid(vec![
+                Diagnostic::at(path, text, None, e)
+                    .help("write overrides as `-S train.epochs=5` or `-S 'data.augment=[]'`"),
+            ]));
+        }
+    };
+
+    let mut base = serde_json::to_value(&file).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut base {
+        m.remove("experiments");
+        m.remove("report");
+        m.remove("name");
+        m.remove("description");
+    }
+    let variants = expand_experiments(&ctx, file.experiments.as_ref(), &mut diags);
+
+    let mut runs: Vec<RunSpec> = Vec::new();
+    for variant in variants {
+        let mut value = base.clone();
+        let mut ok = true;
+        for (key, v) in variant.overrides.iter().chain(cli.iter()) {
+            if let Err(msg) = overrides::apply(&mut value, key, v.clone()) {
+                let pos = variant.pos.or_else(|| index.find_key("experiments"));
+                let from_cli = cli.iter().any(|(k, _)| k == key);
+                let mut d = Diagnostic::at(path, text, if from_cli { None } else { pos }, msg.message);
+                if from_cli {
+                    d = d.label(format!("in command-line override `-S {key}=...`"));
+                }
+                if let Some(h) = msg.suggestion {
+                    d = d.help(format!("did you mean `{h}`?"));
+                }
+                diags.push(d);
+                ok = false;
+            }
+        }
+        if !ok {
+            continue;
+        }
+        let resolved: Resolved = match serde_json::from_value(value) {
+            Ok(r) => r,
+            Err(e) => {
+                let pos = variant.pos;
+                diags.push(
+                    Diagnostic::at(path, text, pos, format!("run `{}`: {e}", variant.name))
+                        .label("after applying this experiment's overrides"),
+                );
+                continue;
+            }
+        };
+        let before = diags.len();
+        let at = |p: &str| {
+            if variant.overrides.iter().any(|(k, _)| p.starts_with(k.as_str())) {
+                variant.pos
+            } else {
+                index.find(p)
+            }
+        };
+        validate(&ctx, &resolved, &at, &variant.name, &mut diags);
+        let decl = match model_decl(&ctx, &resolved.model, &at) {
+            Ok(d) => Some(d),
+            Err(d) => {
+                diags.push(d);
+                None
+            }
+        };
+        if diags.len() > before {
+            continue;
+        }
+        let Some(decl) = decl else { continue };
+        let id = content_id(&resolved);
+        if let Some(existing) = runs.iter_mut().find(|r| r.id == id) {
+            existing.aliases.push(variant.name.clone());
+            continue;
+        }
+        runs.push(RunSpec {
+            pipeline: file.name.clone(),
+            name: variant.name,
+            aliases: Vec::new(),
+            id,
+            overrides: variant.overrides,
+            experiment: variant.experiment,
+            data: resolved.data,
+            model: resolved.model,
+            decl,
+            train: resolved.train,
+        });
+    }
+    // A diagnostic produced by every run (a base-file error) is shown once.
+    diags.dedup_by(|a, b| {
+        a.message.split_once(": ").map(|x| x.1) == b.message.split_once(": ").map(|x| x.1) && a.pos == b.pos
+    });
+    if !diags.is_empty() {
+        return Err(SpecError::Invalid(diags));
+    }
+    let matrices = matrix_axes(file.experiments.as_ref());
+    Ok(Pipeline {
+        path: path.to_path_buf(),
+        name: file.name,
+        description: file.description,
+        report: file.report,
+        runs,
+        matrices,
+    })
+}
+
+/// The three resolved sections.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Resolved {
+    data: file::DataSpec,
+    model: file::ModelSpec,
+    train: file::TrainSpec,
+}
+
+struct Ctx<'a> {
+    path: &'a Path,
+    text: &'a str,
+    index: &'a LocationIndex,
+}
+
+impl Ctx<'_> {
+    fn diag(&self, pos: Option<Pos>, msg: impl Into<String>) -> Diagnostic {
+        Diagnostic::at(self.path, self.text, pos, msg)
+    }
+}
+
+/// A hash of what determines a run's results; names, worker counts and comments do not count.
+fn content_id(r: &Resolved) -> String {
+    let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+    if let Some(d) = v.get_mut("data").and_then(Value::as_object_mut) {
+        d.remove("workers");
+    }
+    if let Some(t) = v.get_mut("train").and_then(Value::as_object_mut) {
+        t.remove("eval_batch_size");
+    }
+    let canon = canonical_json(&v);
+    blake3::hash(canon.as_bytes()).to_hex()[..12].to_string()
+}
+
+/// JSON with object keys sorted at every level: the same content always gives the same text.
+pub fn canonical_json(v: &Value) -> String {
+    fn sort(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                let mut out = serde_json::Map::new();
+                for k in keys {
+                    out.insert(k.clone(), sort(&m[k]));
+                }
+                Value::Object(out)
+            }
+            Value::Array(a) => Value::Array(a.iter().map(sort).collect()),
+            other => other.clone(),
+        }
+    }
+    serde_json::to_string(&sort(v)).unwrap_or_default()
+}
+
+struct Variant {
+    name: String,
+    experiment: Option<String>,
+    overrides: Vec<(String, Value)>,
+    pos: Option<Pos>,
+}
+
+fn short_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Object(m) => match m.get("name") {
+            Some(Value::String(s)) => s.clone(),
+            _ => canonical_json(v),
+        },
+        Value::Array(a) if a.is_empty() => "none".into(),
+        other => other.to_string(),
+    }
+}
+
+fn leaf(path: &str) -> &str {
+    path.rsplit('.').next().unwrap_or(path)
+}
+
+fn expand_experiments(
+    ctx: &Ctx,
+    experiments: Option<&serde_json::Map<String, Value>>,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<Variant> {
+    let Some(exps) = experiments.filter(|e| !e.is_empty()) else {
+        return vec![Variant {
+            name: "baseline".into(),
+            experiment: None,
+            overrides: Vec::new(),
+            pos: None,
+        }];
+    };
+    let mut out = Vec::new();
+    for (name, body) in exps {
+        let pos = ctx.index.find_key(&format!("experiments.{name}"));
+        let Some(obj) = body
+            .as_object()
+            .cloned()
+            .or_else(|| body.is_null().then(serde_json::Map::new))
+        else {
+            diags.push(
+                ctx.diag(pos, format!("experiment `{name}` must be a map of overrides"))
+                    .label("expected e.g. `{data.normalize: none}` or `{matrix: {train.optimizer.lr: [0.01, 0.001]}}`"),
+            );
+            continue;
+        };
+        let mut fixed = Vec::new();
+        let mut matrix: Option<Vec<(String, Vec<Value>)>> = None;
+        for (k, v) in obj {
+            if k == "matrix" {
+                let Some(axes) = v.as_object() else {
+                    diags.push(ctx.diag(
+                        pos,
+                        format!("`experiments.{name}.matrix` must map dotted paths to lists of values"),
+                    ));
+                    continue;
+                };
+                let mut list = Vec::new();
+                for (axis, values) in axes {
+                    match values.as_array() {
+                        Some(vals) if !vals.is_empty() => list.push((axis.clone(), vals.clone())),
+                        _ => diags.push(
+                            ctx.diag(
+                                ctx.index
+                                    .find(&format!("experiments.{name}.matrix.{axis}"))
+                                    .or(pos),
+                                format!("matrix axis `{axis}` needs a non-empty list of values"),
+                            )
+                            .label("e.g. `train.optimizer.lr: [0.01, 0.001]`"),
+                        ),
+                    }
+                }
+                matrix = Some(list);
+            } else {
+                fixed.push((k, v));
+            }
+        }
+        match matrix {
+            None => out.push(Variant {
+                name: name.clone(),
+                experiment: Some(name.clone()),
+                overrides: fixed,
+                pos,
+            }),
+            Some(axes) => {
+                let mut combos: Vec<Vec<(String, Value)>> = vec![Vec::new()];
+                for (axis, values) in &axes {
+                    combos = combos
+                        .into_iter()
+                        .flat_map(|c| {
+                            values.iter().map(move |v| {
+                                let mut c = c.clone();
+                                c.push((axis.clone(), v.clone()));
+                                c
+                            })
+                        })
+                        .collect();
+                }
+                for combo in combos {
+                    let label = combo
+                        .iter()
+                        .map(|(k, v)| format!("{}={}", leaf(k), short_value(v)))
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    let mut overrides = fixed.clone();
+                    overrides.extend(combo);
+                    out.push(Variant {
+                        name: format!("{name}[{label}]"),
+                        experiment: Some(name.clone()),
+                        overrides,
+                        pos,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+fn matrix_axes(experiments: Option<&serde_json::Map<String, Value>>) -> Vec<(String, Vec<String>)> {
+    experiments
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, body)| {
+            let axes = body.get("matrix")?.as_object()?;
+            Some((name.clone(), axes.keys().cloned().collect()))
+        })
+        .collect()
+}
+
+fn validate(
+    ctx: &Ctx,
+    r: &Resolved,
+    at: &dyn Fn(&str) -> Option<Pos>,
+    run: &str,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut bad = |path: &str, msg: String, label: &str| {
+        diags.push(
+            ctx.diag(at(path), format!("run `{run}`: {msg}"))
+                .label(label.to_string()),
+        );
+    };
+    let t = &r.train;
+    if t.epochs == 0 {
+        bad(
+            "train.epochs",
+            "`train.epochs` must be at least 1".into(),
+            "expected a whole number ≥ 1",
+        );
+    }
+    if t.batch_size == 0 {
+        bad(
+            "train.batch_size",
+            "`train.batch_size` must be at least 1".into(),
+            "expected a whole number ≥ 1",
+        );
+    }
+    if t.eval_batch_size == Some(0) {
+        bad(
+            "train.eval_batch_size",
+            "`train.eval_batch_size` must be at least 1".into(),
+            "expected a whole number ≥ 1",
+        );
+    }
+    if !(0.0..1.0).contains(&t.label_smoothing) {
+        bad(
+            "train.label_smoothing",
+            format!(
+                "`train.label_smoothing` must be in [0, 1), got {}",
+                t.label_smoothing
+            ),
+            "expected e.g. 0.1",
+        );
+    }
+    if let Err(m) = t.optimizer.validate() {
+        bad("train.optimizer", m, "in `train.optimizer`");
+    }
+    if let Err(m) = t.scheduler.validate() {
+        bad("train.scheduler", m, "in `train.scheduler`");
+    }
+    if let Some(es) = &t.early_stopping
+        && es.patience == 0
+    {
+        bad(
+            "train.early_stopping.patience",
+            "`early_stopping.patience` must be at least 1".into(),
+            "epochs without improvement before stopping",
+        );
+    }
+    let d = &r.data;
+    for (i, a) in d.augment.iter().enumerate() {
+        if let Err(m) = a.validate() {
+            bad(&format!("data.augment.{i}"), m, "in this augmentation");
+        }
+    }
+    if d.dataset == DatasetKind::Synthetic && (d.root.is_some() || d.url.is_some()) {
+        bad(
+            "data.root",
+            "`data.root` and `data.url` apply to `dataset: cifar10` only".into(),
+            "remove it, or use `dataset: cifar10`",
+        );
+    }
+    let train_len = d.train_size.unwrap_or(match d.dataset {
+        DatasetKind::Synthetic => crate::data::synthetic::DEFAULT_TRAIN,
+        DatasetKind::Cifar10 => 50_000,
+    });
+    if d.train_size == Some(0) || d.test_size == Some(0) {
+        bad(
+            "data.train_size",
+            "`data.train_size` and `data.test_size` must be at least 1".into(),
+            "expected a whole number ≥ 1",
+        );
+    }
+    let val = d.val_split.count(train_len);
+    if val == 0 || val >= train_len {
+        bad(
+            "data.val_split",
+            format!("`data.val_split` gives {val} validation images out of {train_len} training images"),
+            "expected at least 1 and fewer than the training images",
+        );
+    }
+    if d.workers == Some(0) {
+        bad(
+            "data.workers",
+            "`data.workers` must be at least 1".into(),
+            "expected a whole number ≥ 1",
+        );
+    }
+}
+
+fn model_decl(
+    ctx: &Ctx,
+    m: &file::ModelSpec,
+    at: &dyn Fn(&str) -> Option<Pos>,
+) -> Result<ModelDecl, Diagnostic> {
+    let misplaced = |field: &str, applies: &str| {
+        ctx.diag(
+            at(&format!("model.{field}")),
+            format!("`model.{field}` does not apply here"),
+        )
+        .label(format!("it applies to {applies}"))
+        .help(format!("remove `{field}`"))
+    };
+    let decl = match (&m.arch, &m.layers) {
+        (Some(_), Some(_)) => {
+            return Err(ctx
+                .diag(at("model.layers"), "`model` has both `arch` and `layers`")
+                .label("expected one of them")
+                .help(
+                    "use `arch: simple_cnn` / `arch: resnet18`, or declare `layers:` for your own network",
+                ));
+        }
+        (None, None) => {
+            return Err(ctx
+                .diag(at("model"), "`model` needs `arch` or `layers`")
+                .label("expected `arch: simple_cnn`, `arch: resnet18`, or a `layers:` list"));
+        }
+        (Some(Arch::SimpleCnn), None) => {
+            for (f, set) in [
+                ("stem", m.stem.is_some()),
+                ("width", m.width.is_some()),
+                ("class_name", m.class_name.is_some()),
+            ] {
+                if set {
+                    return Err(misplaced(
+                        f,
+                        "`arch: resnet18` (stem, width) or `layers` (class_name)",
+                    ));
+                }
+            }
+            let p = m.dropout.unwrap_or(0.5);
+            if !(0.0..1.0).contains(&p) {
+                return Err(ctx.diag(
+                    at("model.dropout"),
+                    format!("`model.dropout` must be in [0, 1), got {p}"),
+                ));
+            }
+            builtins::simple_cnn(m.num_classes.unwrap_or(10), p)
+        }
+        (Some(Arch::Resnet18), None) => {
+            for (f, set) in [
+                ("dropout", m.dropout.is_some()),
+                ("class_name", m.class_name.is_some()),
+            ] {
+                if set {
+                    return Err(misplaced(
+                        f,
+                        "`arch: simple_cnn` (dropout) or `layers` (class_name)",
+                    ));
+                }
+            }
+            let width = m.width.unwrap_or(64);
+            if width == 0 {
+                return Err(ctx.diag(at("model.width"), "`model.width` must be at least 1"));
+            }
+            builtins::resnet18(
+                m.num_classes.unwrap_or(10),
+                m.stem.unwrap_or(builtins::Stem::Imagenet),
+                width,
+            )
+        }
+        (None, Some(layers)) => {
+            for (f, set) in [
+                ("num_classes", m.num_classes.is_some()),
+                ("dropout", m.dropout.is_some()),
+                ("stem", m.stem.is_some()),
+                ("width", m.width.is_some()),
+            ] {
+                if set {
+                    return Err(misplaced(
+                        f,
+                        "the built-in architectures; in `layers` the last linear's out_features sets the classes",
+                    ));
+                }
+            }
+            if layers.is_empty() {
+                return Err(ctx
+                    .diag(at("model.layers"), "`model.layers` is empty")
+                    .label("expected at least one layer"));
+            }
+            let line_of = |p: &str| ctx.index.find(&format!("model.layers.{p}")).map(|pos| pos.line);
+            let nodes = layers::to_nodes(layers, "", &line_of)
+                .map_err(|e| ctx.diag(at(&format!("model.layers.{}", e.path)), e.message.clone()))?;
+            ModelDecl {
+                class_name: m.class_name.clone().unwrap_or_else(|| "Net".into()),
+                input: vec![3, 32, 32],
+                layers: nodes,
+            }
+        }
+    };
+    match decl.output_shape() {
+        Ok(s) if s.len() == 1 => Ok(decl),
+        Ok(s) => Err(ctx
+            .diag(
+                at("model.layers"),
+                format!(
+                    "the model's output has shape {} but must be class scores [N]",
+                    crate::model::decl::fmt_shape(&s)
+                ),
+            )
+            .help("end the model with `flatten` and a `linear: {out_features: 10}`")),
+        Err(e) => {
+            let pos = e.line.map(|line| {
+                let column = ctx
+                    .text
+                    .lines()
+                    .nth(line - 1)
+                    .map(|l| l.find(|c: char| c != ' ' && c != '-').unwrap_or(0) + 1)
+                    .unwrap_or(1);
+                Pos { line, column }
+            });
+            Err(ctx
+                .diag(pos.or_else(|| at("model")), format!("shape mismatch at {e}"))
+                .label("this layer"))
+        }
+    }
+}
+
+/// Turn a serde-saphyr error into a diagnostic with a "did you mean" where the error lists choices.
+fn saphyr_diagnostic(path: &Path, text: &str, e: &serde_saphyr::Error) -> Diagnostic {
+    let pos = e.location().map(|l| Pos {
+        line: l.line() as usize,
+        column: l.column() as usize,
+    });
+    let full = e.to_string();
+    // The first line is "error: line L column C: message".
+    let first = full
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim_start_matches("error: ")
+        .to_string();
+    let message = match first.split_once(": ") {
+        Some((loc, msg)) if loc.starts_with("line ") => msg.to_string(),
+        _ => first,
+    };
+    let mut d = Diagnostic::at(path, text, pos, message.clone());
+    let (found, expected) = (
+        between(&message, "`", "`"),
+        message.split_once("expected one of ").map(|x| x.1.to_string()),
+    );
+    if let (Some(found), Some(expected)) = (found, expected) {
+        let choices: Vec<&str> = expected.split(',').map(|s| s.trim().trim_matches('`')).collect();
+        d = d.label(format!("expected one of: {}", choices.join(", ")));
+        if let Some(best) = closest(&found, choices.iter().copied()) {
+            d = d.help(format!("did you mean `{best}`?"));
+        }
+    }
+    d
+}
+
+fn between(s: &str, open: &str, close: &str) -> Option<String> {
+    let start = s.find(open)? + open.len();
+    let end = s[start..].find(close)? + start;
+    Some(s[start..end].to_string())
+}
+
+#[cfg(test)]
+mod tests;

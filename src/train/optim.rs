@@ -21,6 +21,16 @@ pub struct OptimizerConfig {
     pub lr: f64,
 }
 
+impl OptimizerConfig {
+    /// Check values; the message names the field.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(format!("`lr` must be a positive number, got {}", self.lr));
+        }
+        Ok(())
+    }
+}
+
 /// A parameter update rule over a fixed list of named trainable tensors.
 pub trait Optimizer {
     /// Apply one update with learning rate `lr` from the gradients in `grads`.

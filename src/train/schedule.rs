@@ -36,6 +36,14 @@ impl SchedulerConfig {
         }
     }
 
+    /// Check values; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.step_size == Some(0) {
+            return Err("`step_size` must be at least 1".into());
+        }
+        Ok(())
+    }
+
     /// Learning rate for 0-based `epoch`.
     pub fn lr_at(&self, base_lr: f64, epoch: usize) -> f64 {
         match self.name {
