@@ -1,1 +1,590 @@
-//! (in progress)
+//! Getting CIFAR-10 onto disk: a resumable HTTP download, MD5 and size checks, and a safe extraction.
+//!
+//! The archive streams into `root/.download/<name>.part`. An interrupted transfer keeps the `.part` and the
+//! next attempt asks for the rest with an HTTP Range request; a server that ignores ranges gets a fresh
+//! start. The `.part` is only renamed to `<name>` once its size and MD5 match, and only the seven expected
+//! regular files are taken from the archive, into a staging directory inside `root` that is renamed into
+//! place, so a failed run never leaves something that looks like a dataset.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufReader, Read, Write};
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use flate2::read::GzDecoder;
+use indicatif::{ProgressBar, ProgressStyle};
+use tar::EntryType;
+
+use crate::data::cifar10::{DATA_DIR, cifar10_present, required_files};
+use crate::data::error::DataError;
+
+/// Where the CIFAR-10 authors publish the binary version.
+pub const CIFAR10_URL: &str = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
+/// MD5 of `cifar-10-binary.tar.gz` as published on the CIFAR-10 page.
+pub const CIFAR10_MD5: &str = "c32a1d4ab5d03f1284b67883e8d87530";
+/// Size of `cifar-10-binary.tar.gz` in bytes.
+pub const CIFAR10_BYTES: u64 = 170_052_171;
+
+/// Directory under the dataset root that holds downloads in progress.
+pub const DOWNLOAD_DIR: &str = ".download";
+/// Extra file taken from the archive when present; the reader does not need it.
+const OPTIONAL_FILE: &str = "readme.html";
+/// No file in the real archive exceeds 31 MB; anything far larger is not CIFAR-10 and is refused before
+/// it can fill the disk.
+const MAX_ENTRY_BYTES: u64 = 256 << 20;
+/// Attempts per call; another attempt is only made when the previous one received data.
+const MAX_ATTEMPTS: usize = 5;
+
+/// What to download and how to recognise it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadSpec {
+    /// Where the `.tar.gz` is fetched from (`http://` or `https://`).
+    pub url: String,
+    /// Expected MD5 of the archive, hex.
+    pub md5: String,
+    /// Expected size in bytes, when known.
+    pub size: Option<u64>,
+}
+
+impl DownloadSpec {
+    /// The official CIFAR-10 binary archive.
+    pub fn cifar10() -> DownloadSpec {
+        DownloadSpec {
+            url: CIFAR10_URL.to_string(),
+            md5: CIFAR10_MD5.to_string(),
+            size: Some(CIFAR10_BYTES),
+        }
+    }
+}
+
+/// Makes sure the CIFAR-10 files are under `root`, downloading and extracting them when they are not.
+///
+/// `progress` draws a progress bar; otherwise progress goes to stderr as plain lines.
+pub fn ensure_cifar10(root: &Path, spec: &DownloadSpec, progress: bool) -> Result<(), DataError> {
+    if cifar10_present(root) {
+        return Ok(());
+    }
+    let download_dir = root.join(DOWNLOAD_DIR);
+    fs::create_dir_all(&download_dir).map_err(|e| DataError::io("create directory", &download_dir, e))?;
+    let name = archive_name(&spec.url);
+    let archive = download_dir.join(&name);
+    let part = download_dir.join(format!("{name}.part"));
+
+    // A verified archive survives only when an earlier extraction failed on I/O; re-check it before use.
+    if archive.exists() && verify(&archive, spec).is_err() {
+        remove_file_if_exists(&archive)?;
+    }
+    if !archive.exists() {
+        let fetched = download(root, spec, &part, progress).and_then(|()| {
+            eprintln!("verifying {}", part.display());
+            verify(&part, spec)?;
+            fs::rename(&part, &archive).map_err(|e| DataError::io("rename into place", &archive, e))
+        });
+        if let Err(e) = fetched {
+            // Only an empty directory goes; one holding a .part kept for resuming stays.
+            let _ = fs::remove_dir(&download_dir);
+            return Err(e);
+        }
+    }
+
+    eprintln!(
+        "extracting {} into {}",
+        archive.display(),
+        root.join(DATA_DIR).display()
+    );
+    match extract(&archive, root) {
+        Ok(()) => {}
+        Err(e) => {
+            // A bad archive would fail the same way again, so it goes; an I/O failure keeps it for next time.
+            if !matches!(e, DataError::Io { .. }) {
+                remove_file_if_exists(&archive)?;
+                let _ = fs::remove_dir(&download_dir);
+            }
+            return Err(e);
+        }
+    }
+    remove_file_if_exists(&archive)?;
+    // Another download (e.g. a different URL's .part) may still live there; then the directory stays.
+    let _ = fs::remove_dir(&download_dir);
+    Ok(())
+}
+
+/// The archive's file name: the URL's last path segment when it is a plain name, else the official name.
+fn archive_name(url: &str) -> String {
+    let path = url.split(['?', '#']).next().unwrap_or("");
+    let last = path.rsplit('/').next().unwrap_or("");
+    let plain = !last.is_empty()
+        && !last.starts_with('.')
+        && last
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if plain {
+        last.to_string()
+    } else {
+        "cifar-10-binary.tar.gz".to_string()
+    }
+}
+
+fn remove_file_if_exists(path: &Path) -> Result<(), DataError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(DataError::io("delete", path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Why one attempt ended early, and whether it got far enough that another attempt is worthwhile.
+struct Failed {
+    error: DataError,
+    progressed: bool,
+}
+
+/// Downloads `spec.url` into `part`, resuming what is there, retrying while attempts make progress.
+fn download(root: &Path, spec: &DownloadSpec, part: &Path, progress: bool) -> Result<(), DataError> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        // 206 and 416 are part of the resume protocol, so every status is handled here.
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(30)))
+        // A stalled transfer fails and is resumed instead of hanging forever.
+        .timeout_per_read(Some(Duration::from_secs(60)))
+        .user_agent(concat!("labpipe/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into();
+    let mut meter = Meter::new(progress, spec.size);
+    let mut attempt = 1;
+    loop {
+        match fetch_once(&agent, root, spec, part, &mut meter) {
+            Ok(()) => {
+                meter.finish();
+                return Ok(());
+            }
+            Err(Failed { error, progressed }) if progressed && attempt < MAX_ATTEMPTS => {
+                attempt += 1;
+                meter.line(&format!(
+                    "{}; retrying (attempt {attempt} of {MAX_ATTEMPTS})",
+                    brief(&error)
+                ));
+            }
+            Err(Failed { error, .. }) => {
+                meter.abandon();
+                return Err(error);
+            }
+        }
+    }
+}
+
+/// The cause of a failed attempt without the install advice, for the retry line.
+fn brief(error: &DataError) -> String {
+    match error {
+        DataError::Network { source, kept: 0, .. } => source.to_string(),
+        DataError::Network { source, kept, .. } => format!("transfer failed at byte {kept}: {source}"),
+        DataError::Incomplete { got, expected, .. } => format!("transfer ended at byte {got} of {expected}"),
+        other => other.to_string(),
+    }
+}
+
+/// One HTTP request: resume from the end of `part` when the server allows it, else start over.
+fn fetch_once(
+    agent: &ureq::Agent,
+    root: &Path,
+    spec: &DownloadSpec,
+    part: &Path,
+    meter: &mut Meter,
+) -> Result<(), Failed> {
+    let fail = |error, progressed| Failed { error, progressed };
+    let url = spec.url.as_str();
+    let mut offset = fs::metadata(part).map(|m| m.len()).unwrap_or(0);
+    if spec.size.is_some_and(|size| offset > size) {
+        offset = 0;
+    }
+    let network = |kept: u64, source: Box<dyn std::error::Error + Send + Sync>| DataError::Network {
+        url: url.to_string(),
+        root: root.to_path_buf(),
+        part: part.to_path_buf(),
+        kept,
+        source,
+    };
+
+    let mut request = agent.get(url);
+    if offset > 0 {
+        request = request.header("Range", format!("bytes={offset}-"));
+    }
+    let mut response = request
+        .call()
+        .map_err(|e| fail(network(offset, Box::new(e)), false))?;
+    let status = response.status().as_u16();
+    match status {
+        206 => {
+            let start = response
+                .headers()
+                .get("content-range")
+                .and_then(|v| v.to_str().ok())
+                .and_then(content_range_start);
+            if start != Some(offset) {
+                // A range we did not ask for cannot be appended; start clean on the next attempt.
+                remove_file_if_exists(part).map_err(|e| fail(e, false))?;
+                let reason =
+                    format!("server answered a resume request with range start {start:?}, not {offset}");
+                return Err(fail(network(0, reason.into()), true));
+            }
+        }
+        200 => {
+            if offset > 0 {
+                meter.line("the server does not resume downloads; starting over");
+            }
+            offset = 0;
+        }
+        416 => {
+            // The .part is as long as, or longer than, what the server has: it may be a different file, so
+            // it is never taken as complete; start over on the next attempt.
+            remove_file_if_exists(part).map_err(|e| fail(e, false))?;
+            let reason = format!("server refused to resume at byte {offset} (HTTP 416)");
+            return Err(fail(network(0, reason.into()), true));
+        }
+        _ => {
+            let error = DataError::HttpStatus {
+                url: url.to_string(),
+                root: root.to_path_buf(),
+                status,
+            };
+            return Err(fail(error, false));
+        }
+    }
+
+    let total = response.body().content_length().map(|n| n + offset).or(spec.size);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(offset == 0)
+        .append(offset > 0)
+        .open(part)
+        .map_err(|e| fail(DataError::io("open", part, e), false))?;
+    meter.start(url, part, offset, total);
+
+    let mut body = response.body_mut().as_reader();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut received = 0u64;
+    loop {
+        let n = match body.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let _ = file.sync_all();
+                return Err(fail(network(offset + received, Box::new(e)), received > 0));
+            }
+        };
+        file.write_all(&buf[..n])
+            .map_err(|e| fail(DataError::io("write", part, e), false))?;
+        received += n as u64;
+        meter.set(offset + received);
+    }
+    file.sync_all()
+        .map_err(|e| fail(DataError::io("sync", part, e), false))?;
+
+    let got = offset + received;
+    match spec.size {
+        // The body ended without an error before the expected size: keep it and resume.
+        Some(expected) if got < expected => Err(fail(
+            DataError::Incomplete {
+                url: url.to_string(),
+                root: root.to_path_buf(),
+                part: part.to_path_buf(),
+                got,
+                expected,
+            },
+            received > 0,
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The first byte of a `Content-Range: bytes START-END/TOTAL` header.
+fn content_range_start(value: &str) -> Option<u64> {
+    let range = value.trim().strip_prefix("bytes")?.trim_start();
+    range.split('-').next()?.trim().parse().ok()
+}
+
+/// Checks `file` against the expected size and MD5; a file that fails is deleted.
+fn verify(file: &Path, spec: &DownloadSpec) -> Result<(), DataError> {
+    let actual_size = fs::metadata(file)
+        .map_err(|e| DataError::io("read", file, e))?
+        .len();
+    if let Some(expected) = spec.size
+        && actual_size != expected
+    {
+        remove_file_if_exists(file)?;
+        return Err(DataError::SizeMismatch {
+            url: spec.url.clone(),
+            expected,
+            actual: actual_size,
+        });
+    }
+    let actual = md5_hex(file)?;
+    let expected = spec.md5.trim().to_ascii_lowercase();
+    if actual != expected {
+        remove_file_if_exists(file)?;
+        return Err(DataError::ChecksumMismatch {
+            url: spec.url.clone(),
+            expected,
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// Lower-case hex MD5 of a file's contents.
+fn md5_hex(path: &Path) -> Result<String, DataError> {
+    let mut file = File::open(path).map_err(|e| DataError::io("open", path, e))?;
+    let mut ctx = md5::Context::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| DataError::io("read", path, e))?;
+        if n == 0 {
+            break;
+        }
+        ctx.consume(&buf[..n]);
+    }
+    Ok(format!("{:x}", ctx.finalize()))
+}
+
+/// Unpacks the dataset files from `archive` into a staging directory in `root`, then moves them into place.
+fn extract(archive: &Path, root: &Path) -> Result<(), DataError> {
+    let staging = root.join(format!(".extract-{}", std::process::id()));
+    if staging.exists() {
+        fs::remove_dir_all(&staging).map_err(|e| DataError::io("delete", &staging, e))?;
+    }
+    let staged = staging.join(DATA_DIR);
+    fs::create_dir_all(&staged).map_err(|e| DataError::io("create directory", &staged, e))?;
+    let result = unpack_expected(archive, &staged).and_then(|names| move_into_place(&staged, root, &names));
+    let _ = fs::remove_dir_all(&staging);
+    result
+}
+
+/// Writes the expected regular files of `archive` into `dest`; refuses entries that could escape it.
+fn unpack_expected(archive: &Path, dest: &Path) -> Result<Vec<String>, DataError> {
+    let bad_archive = |source| DataError::BadArchive {
+        archive: archive.to_path_buf(),
+        source,
+    };
+    let file = File::open(archive).map_err(|e| DataError::io("open", archive, e))?;
+    let mut tar = tar::Archive::new(GzDecoder::new(BufReader::new(file)));
+    let wanted: BTreeSet<&str> = required_files().into_iter().chain([OPTIONAL_FILE]).collect();
+    let mut found = BTreeSet::new();
+    for entry in tar.entries().map_err(bad_archive)? {
+        let mut entry = entry.map_err(bad_archive)?;
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let refuse = |reason| DataError::UnsafeArchiveEntry {
+            archive: archive.to_path_buf(),
+            entry: raw.clone(),
+            reason,
+        };
+        let kind = entry.header().entry_type();
+        if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader) {
+            continue;
+        }
+        let path = relative_path(&raw).map_err(refuse)?;
+        match kind {
+            EntryType::Regular | EntryType::Continuous => {}
+            EntryType::Directory => continue,
+            EntryType::Symlink => return Err(refuse("symbolic link")),
+            EntryType::Link => return Err(refuse("hard link")),
+            EntryType::Char | EntryType::Block => return Err(refuse("device file")),
+            EntryType::Fifo => return Err(refuse("named pipe")),
+            _ => return Err(refuse("unsupported entry type")),
+        }
+        let mut parts = path.iter().map(|p| p.to_str().unwrap_or(""));
+        let name = match (parts.next(), parts.next(), parts.next()) {
+            (Some(DATA_DIR), Some(name), None) if wanted.contains(name) => name.to_string(),
+            // Anything else a genuine archive might carry is simply not taken.
+            _ => continue,
+        };
+        if entry.size() > MAX_ENTRY_BYTES {
+            return Err(refuse("larger than any CIFAR-10 file"));
+        }
+        if !found.insert(name.clone()) {
+            return Err(refuse("appears twice"));
+        }
+        let out_path = dest.join(&name);
+        let mut out = File::create(&out_path).map_err(|e| DataError::io("create", &out_path, e))?;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = entry.read(&mut buf).map_err(bad_archive)?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n])
+                .map_err(|e| DataError::io("write", &out_path, e))?;
+        }
+        out.sync_all().map_err(|e| DataError::io("sync", &out_path, e))?;
+    }
+    let missing: Vec<String> = required_files()
+        .into_iter()
+        .filter(|f| !found.contains(*f))
+        .map(|f| format!("{DATA_DIR}/{f}"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(DataError::ArchiveIncomplete {
+            archive: archive.to_path_buf(),
+            missing,
+        });
+    }
+    Ok(found.into_iter().collect())
+}
+
+/// The entry path with `.` removed, or why it is unsafe.
+fn relative_path(raw: &str) -> Result<PathBuf, &'static str> {
+    let mut out = PathBuf::new();
+    for component in Path::new(raw).components() {
+        match component {
+            Component::Normal(part) => out.push(part),
+            Component::CurDir => {}
+            Component::ParentDir => return Err("path climbs out with `..`"),
+            Component::RootDir | Component::Prefix(_) => return Err("absolute path"),
+        }
+    }
+    Ok(out)
+}
+
+/// Renames the staged files into `root/cifar-10-batches-bin/`, the whole directory at once when it is new.
+fn move_into_place(staged: &Path, root: &Path, names: &[String]) -> Result<(), DataError> {
+    let target = root.join(DATA_DIR);
+    if !target.exists() {
+        return fs::rename(staged, &target).map_err(|e| DataError::io("rename into place", &target, e));
+    }
+    // A partial directory from an earlier attempt or a hand install: replace file by file. The order does
+    // not matter: the dataset only counts as present once every file is there.
+    for name in names {
+        let to = target.join(name);
+        fs::rename(staged.join(name), &to).map_err(|e| DataError::io("rename into place", &to, e))?;
+    }
+    Ok(())
+}
+
+/// Progress output: an indicatif bar, or a plain line every tenth of the way.
+struct Meter {
+    bar: Option<ProgressBar>,
+    total: Option<u64>,
+    last_step: u64,
+}
+
+impl Meter {
+    fn new(progress: bool, total: Option<u64>) -> Meter {
+        let bar = progress.then(|| {
+            let bar = ProgressBar::new(total.unwrap_or(0));
+            if let Ok(style) = ProgressStyle::with_template(
+                "{msg} [{bar:40}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar
+        });
+        Meter {
+            bar,
+            total,
+            last_step: 0,
+        }
+    }
+
+    fn start(&mut self, url: &str, part: &Path, offset: u64, total: Option<u64>) {
+        self.total = total.or(self.total);
+        let resumed = if offset > 0 {
+            format!(", resuming at byte {offset}")
+        } else {
+            String::new()
+        };
+        self.line(&format!("downloading {url} to {}{resumed}", part.display()));
+        if let Some(bar) = &self.bar {
+            bar.set_message("CIFAR-10");
+            if let Some(total) = self.total {
+                bar.set_length(total);
+            }
+            bar.set_position(offset);
+        }
+        self.last_step = self.step(offset);
+    }
+
+    /// Tenths done, or 16 MiB steps when the total is unknown.
+    fn step(&self, position: u64) -> u64 {
+        match self.total {
+            Some(total) if total > 0 => position.saturating_mul(10) / total,
+            _ => position >> 24,
+        }
+    }
+
+    fn set(&mut self, position: u64) {
+        match &self.bar {
+            Some(bar) => bar.set_position(position),
+            None => {
+                let step = self.step(position);
+                if step > self.last_step {
+                    self.last_step = step;
+                    match self.total {
+                        Some(total) => eprintln!("  {}% ({position} of {total} bytes)", step * 10),
+                        None => eprintln!("  {position} bytes"),
+                    }
+                }
+            }
+        }
+    }
+
+    fn line(&self, text: &str) {
+        match &self.bar {
+            // Unlike `println`, this still prints when the bar is hidden because stderr is not a terminal.
+            Some(bar) => bar.suspend(|| eprintln!("{text}")),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn abandon(&self) {
+        if let Some(bar) = &self.bar {
+            bar.abandon();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_name_comes_from_the_url_when_plain() {
+        assert_eq!(archive_name(CIFAR10_URL), "cifar-10-binary.tar.gz");
+        assert_eq!(archive_name("http://m.example/x/c10.tgz?sig=a/b#frag"), "c10.tgz");
+        assert_eq!(
+            archive_name("http://m.example/download/"),
+            "cifar-10-binary.tar.gz"
+        );
+        assert_eq!(archive_name("http://m.example/..%2f"), "cifar-10-binary.tar.gz");
+        assert_eq!(archive_name("http://m.example/.."), "cifar-10-binary.tar.gz");
+    }
+
+    #[test]
+    fn content_range_start_parses_the_first_byte() {
+        assert_eq!(content_range_start("bytes 100-199/200"), Some(100));
+        assert_eq!(content_range_start("bytes 0-0/*"), Some(0));
+        assert_eq!(content_range_start("items 1-2/3"), None);
+        assert_eq!(content_range_start("bytes */200"), None);
+    }
+
+    #[test]
+    fn relative_path_refuses_escapes() {
+        assert_eq!(relative_path("./a/b").unwrap(), PathBuf::from("a/b"));
+        assert!(relative_path("a/../../b").is_err());
+        assert!(relative_path("/etc/passwd").is_err());
+    }
+
+    #[test]
+    fn md5_matches_a_known_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        fs::write(&path, b"The quick brown fox jumps over the lazy dog").unwrap();
+        assert_eq!(md5_hex(&path).unwrap(), "9e107d9d372bb6826bd81d3542a419d6");
+    }
+}

@@ -4,6 +4,7 @@ pub mod augment;
 pub mod batches;
 pub mod cifar10;
 pub mod download;
+pub mod error;
 pub mod normalize;
 pub mod split;
 pub mod synthetic;
