@@ -1,5 +1,9 @@
-//! Training and evaluation: the loop, the optimizers, the schedules and the recorded history.
+//! Training and evaluation: the loop, loss, optimizers, schedules, the recorded history and test metrics.
 
+pub mod evaluate;
 pub mod history;
+pub mod loss;
 pub mod optim;
+pub mod progress;
 pub mod schedule;
+pub mod trainer;

@@ -37,6 +37,8 @@ pub trait Optimizer {
     fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()>;
     /// The optimizer's state as named tensors (for checkpoints).
     fn state(&self) -> Vec<(String, Tensor)>;
+    /// Restore state saved by `state`.
+    fn load_state(&mut self, tensors: &std::collections::HashMap<String, Tensor>) -> Result<()>;
 }
 
 /// Adam (Kingma & Ba) exactly as torch.optim.Adam with default betas and eps.
@@ -100,7 +102,25 @@ impl Optimizer for Adam {
             out.push((format!("{name}.exp_avg"), self.m[i].clone()));
             out.push((format!("{name}.exp_avg_sq"), self.v[i].clone()));
         }
+        if let Ok(step) = Tensor::new(self.t as i64, &candle_core::Device::Cpu) {
+            out.push(("step".into(), step));
+        }
         out
+    }
+
+    fn load_state(&mut self, tensors: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+        let get = |k: &str| {
+            tensors
+                .get(k)
+                .cloned()
+                .ok_or_else(|| candle_core::Error::Msg(format!("optimizer state lacks `{k}`")))
+        };
+        for (i, (name, p)) in self.params.iter().enumerate() {
+            self.m[i] = get(&format!("{name}.exp_avg"))?.to_device(p.device())?;
+            self.v[i] = get(&format!("{name}.exp_avg_sq"))?.to_device(p.device())?;
+        }
+        self.t = get("step")?.to_scalar::<i64>()? as usize;
+        Ok(())
     }
 }
 

@@ -1,0 +1,489 @@
+//! The Candle network built from a `ModelDecl`: parameters named as PyTorch's state_dict, BatchNorm with
+//! PyTorch's running statistics, PyTorch's default initialisation, seeded dropout.
+
+use super::decl::{ModelDecl, Node, Op, TensorRole};
+use super::ops;
+use crate::rng::Rng;
+use candle_core::{D, DType, Device, Result, Tensor, Var};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// BatchNorm momentum and epsilon, as PyTorch's defaults.
+pub const BN_MOMENTUM: f64 = 0.1;
+/// BatchNorm epsilon.
+pub const BN_EPS: f64 = 1e-5;
+
+/// Whether a forward pass trains (batch statistics, dropout) or evaluates (running statistics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Training: BatchNorm uses and updates batch statistics; dropout drops.
+    Train,
+    /// Evaluation: BatchNorm uses running statistics; dropout passes through.
+    Eval,
+}
+
+/// A network with its weights and buffers.
+pub struct Net {
+    decl: ModelDecl,
+    device: Device,
+    params: Vec<(String, Var)>,
+    index: HashMap<String, usize>,
+    buffers: Mutex<HashMap<String, Tensor>>,
+    batches_tracked: Mutex<HashMap<String, i64>>,
+    dropout_rng: Mutex<Rng>,
+}
+
+fn join(prefix: &str, name: &str) -> String {
+    match (prefix.is_empty(), name.is_empty()) {
+        (true, _) => name.to_string(),
+        (_, true) => prefix.to_string(),
+        _ => format!("{prefix}.{name}"),
+    }
+}
+
+impl Net {
+    /// A freshly initialised network (PyTorch's default init, drawn from `seed`).
+    pub fn new(decl: &ModelDecl, device: &Device, seed: u64) -> Result<Net> {
+        let tensors = decl
+            .tensors()
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let mut rng = Rng::stream(seed, "init", 0);
+        let mut params = Vec::new();
+        let mut buffers = HashMap::new();
+        let mut tracked = HashMap::new();
+        let is_bn = |name: &str| {
+            let owner = name.rsplit_once('.').map(|x| x.0).unwrap_or("");
+            tensors.iter().any(|t| {
+                t.role == TensorRole::RunningMean && t.name.rsplit_once('.').map(|x| x.0) == Some(owner)
+            })
+        };
+        for t in &tensors {
+            let numel: usize = t.shape.iter().product();
+            match t.role {
+                TensorRole::Weight | TensorRole::Bias => {
+                    let data: Vec<f32> = if is_bn(&t.name) {
+                        vec![if t.role == TensorRole::Weight { 1.0 } else { 0.0 }; numel]
+                    } else {
+                        // kaiming_uniform_(a=√5) for weights and U(±1/√fan_in) for biases both give this bound.
+                        let bound = 1.0 / (t.fan_in as f64).sqrt();
+                        (0..numel).map(|_| rng.uniform(-bound, bound) as f32).collect()
+                    };
+                    let v = Var::from_tensor(&Tensor::from_vec(data, t.shape.as_slice(), device)?)?;
+                    params.push((t.name.clone(), v));
+                }
+                TensorRole::RunningMean => {
+                    buffers.insert(
+                        t.name.clone(),
+                        Tensor::zeros(t.shape.as_slice(), DType::F32, device)?,
+                    );
+                }
+                TensorRole::RunningVar => {
+                    buffers.insert(
+                        t.name.clone(),
+                        Tensor::ones(t.shape.as_slice(), DType::F32, device)?,
+                    );
+                }
+                TensorRole::NumBatchesTracked => {
+                    tracked.insert(t.name.clone(), 0i64);
+                }
+            }
+        }
+        let index = params
+            .iter()
+            .enumerate()
+            .map(|(i, (n, _))| (n.clone(), i))
+            .collect();
+        Ok(Net {
+            decl: decl.clone(),
+            device: device.clone(),
+            params,
+            index,
+            buffers: Mutex::new(buffers),
+            batches_tracked: Mutex::new(tracked),
+            dropout_rng: Mutex::new(Rng::stream(seed, "dropout", 0)),
+        })
+    }
+
+    /// The declaration it was built from.
+    pub fn decl(&self) -> &ModelDecl {
+        &self.decl
+    }
+
+    /// The device it lives on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Trainable parameters in state_dict order (never the BatchNorm buffers).
+    pub fn params(&self) -> Vec<(String, Var)> {
+        self.params.clone()
+    }
+
+    /// Reseed dropout (used when resuming at an epoch boundary).
+    pub fn set_dropout_rng(&self, rng: Rng) {
+        if let Ok(mut r) = self.dropout_rng.lock() {
+            *r = rng;
+        }
+    }
+
+    /// The dropout generator's state.
+    pub fn dropout_rng(&self) -> Rng {
+        self.dropout_rng
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    fn param(&self, name: &str) -> Result<&Tensor> {
+        self.index
+            .get(name)
+            .map(|&i| self.params[i].1.as_tensor())
+            .ok_or_else(|| candle_core::Error::Msg(format!("no parameter `{name}`")))
+    }
+
+    /// Class scores `[N, classes]` for images `[N, 3, 32, 32]`.
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let mut x = x.clone();
+        let mut first = true;
+        for n in &self.decl.layers {
+            x = self.node(n, "", x, mode, &mut first)?;
+        }
+        Ok(x)
+    }
+
+    fn seq(
+        &self,
+        nodes: &[Node],
+        prefix: &str,
+        mut x: Tensor,
+        mode: Mode,
+        first: &mut bool,
+    ) -> Result<Tensor> {
+        for n in nodes {
+            x = self.node(n, prefix, x, mode, first)?;
+        }
+        Ok(x)
+    }
+
+    fn node(&self, node: &Node, prefix: &str, x: Tensor, mode: Mode, first: &mut bool) -> Result<Tensor> {
+        let path = join(prefix, &node.name);
+        let p = |s: &str| format!("{path}.{s}");
+        Ok(match &node.op {
+            Op::Conv2d {
+                stride,
+                padding,
+                bias,
+                ..
+            } => {
+                let w = self.param(&p("weight"))?;
+                let b = if *bias {
+                    Some(self.param(&p("bias"))?)
+                } else {
+                    None
+                };
+                // The first layer's input is data: its gradient is never needed.
+                let needs_input_grad = !std::mem::replace(first, false);
+                {
+                    let _ = needs_input_grad;
+                    super::composed::conv2d(&x, w, b, *stride, *padding)?
+                }
+            }
+            Op::BatchNorm2d => self.batch_norm(&x, &path, mode)?,
+            Op::Relu => x.relu()?,
+            Op::LeakyRelu { negative_slope } => x.maximum(&(&x * *negative_slope)?)?,
+            Op::Gelu => x.gelu_erf()?,
+            Op::MaxPool2d(w) => ops::max_pool::max_pool2d(&x, w.kernel, w.stride, w.padding)?,
+            Op::AvgPool2d(w) => {
+                // count_include_pad=True: zero padding is averaged in, exactly like padding with zeros first.
+                let x = if w.padding > 0 {
+                    x.pad_with_zeros(2, w.padding, w.padding)?
+                        .pad_with_zeros(3, w.padding, w.padding)?
+                } else {
+                    x
+                };
+                x.avg_pool2d_with_stride(w.kernel, w.stride)?
+            }
+            Op::AdaptiveAvgPool2d { output } => {
+                let (_, _, h, w) = x.dims4()?;
+                if *output == 1 {
+                    x.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)?
+                } else {
+                    x.avg_pool2d_with_stride((h / output, w / output), (h / output, w / output))?
+                }
+            }
+            Op::Dropout { p: prob } => match mode {
+                Mode::Eval => x,
+                Mode::Train if *prob == 0.0 => x,
+                Mode::Train => {
+                    let n = x.elem_count();
+                    let keep = 1.0 - prob;
+                    let mask: Vec<f32> = {
+                        let mut rng = self
+                            .dropout_rng
+                            .lock()
+                            .map_err(|_| candle_core::Error::Msg("dropout rng poisoned".into()))?;
+                        (0..n)
+                            .map(|_| {
+                                if rng.next_f64() < keep {
+                                    (1.0 / keep) as f32
+                                } else {
+                                    0.0
+                                }
+                            })
+                            .collect()
+                    };
+                    {
+                        let m = Tensor::from_vec(mask, x.shape(), &self.device)?;
+                        (x * m)?
+                    }
+                }
+            },
+            Op::Flatten | Op::View => x.flatten_from(1)?,
+            Op::Linear { bias, .. } => {
+                let w = self.param(&p("weight"))?;
+                let y = x.matmul(&w.t()?)?;
+                if *bias {
+                    y.broadcast_add(self.param(&p("bias"))?)?
+                } else {
+                    y
+                }
+            }
+            Op::Sequential(children) => self.seq(children, &path, x, mode, first)?,
+            Op::Residual {
+                body,
+                shortcut,
+                activation,
+                ..
+            } => {
+                let main = self.seq(body, &path, x.clone(), mode, first)?;
+                let side = match shortcut {
+                    Some(s) => self.node(s, &path, x, mode, first)?,
+                    None => x,
+                };
+                let sum = (main + side)?;
+                match activation {
+                    Some(a) => self.node(a, &path, sum, mode, first)?,
+                    None => sum,
+                }
+            }
+        })
+    }
+
+    fn batch_norm(&self, x: &Tensor, path: &str, mode: Mode) -> Result<Tensor> {
+        let weight = self.param(&format!("{path}.weight"))?;
+        let bias = self.param(&format!("{path}.bias"))?;
+        let (rm_key, rv_key) = (format!("{path}.running_mean"), format!("{path}.running_var"));
+        match mode {
+            Mode::Train => {
+                let (y, mean, var) = super::composed::batch_norm_train(x, weight, bias, BN_EPS)?;
+                let (n, _, h, w) = x.dims4()?;
+                let count = (n * h * w) as f64;
+                // PyTorch updates the running variance with the unbiased batch variance.
+                let unbiased = (var * (count / (count - 1.0).max(1.0)))?;
+                let mut buffers = self
+                    .buffers
+                    .lock()
+                    .map_err(|_| candle_core::Error::Msg("buffers poisoned".into()))?;
+                let rm = buffers
+                    .get(&rm_key)
+                    .ok_or_else(|| candle_core::Error::Msg(format!("no buffer {rm_key}")))?;
+                let rv = buffers
+                    .get(&rv_key)
+                    .ok_or_else(|| candle_core::Error::Msg(format!("no buffer {rv_key}")))?;
+                let new_rm = ((rm * (1.0 - BN_MOMENTUM))? + (mean.detach() * BN_MOMENTUM)?)?;
+                let new_rv = ((rv * (1.0 - BN_MOMENTUM))? + (unbiased.detach() * BN_MOMENTUM)?)?;
+                buffers.insert(rm_key, new_rm);
+                buffers.insert(rv_key, new_rv);
+                if let Ok(mut t) = self.batches_tracked.lock() {
+                    *t.entry(format!("{path}.num_batches_tracked")).or_insert(0) += 1;
+                }
+                Ok(y)
+            }
+            Mode::Eval => {
+                let buffers = self
+                    .buffers
+                    .lock()
+                    .map_err(|_| candle_core::Error::Msg("buffers poisoned".into()))?;
+                let rm = buffers
+                    .get(&rm_key)
+                    .ok_or_else(|| candle_core::Error::Msg(format!("no buffer {rm_key}")))?;
+                let rv = buffers
+                    .get(&rv_key)
+                    .ok_or_else(|| candle_core::Error::Msg(format!("no buffer {rv_key}")))?;
+                let c = rm.dim(0)?;
+                let scale = (weight / (rv + BN_EPS)?.sqrt()?)?;
+                let shift = (bias - (rm * &scale)?)?;
+                x.broadcast_mul(&scale.reshape((1, c, 1, 1))?)?
+                    .broadcast_add(&shift.reshape((1, c, 1, 1))?)
+            }
+        }
+    }
+
+    /// Every state_dict entry: parameters, running statistics and `num_batches_tracked` (int64), by name.
+    pub fn state_dict(&self) -> Result<HashMap<String, Tensor>> {
+        let mut out: HashMap<String, Tensor> = self
+            .params
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_tensor().detach()))
+            .collect();
+        let buffers = self
+            .buffers
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("buffers poisoned".into()))?;
+        for (k, v) in buffers.iter() {
+            out.insert(k.clone(), v.clone());
+        }
+        let tracked = self
+            .batches_tracked
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("poisoned".into()))?;
+        for (k, v) in tracked.iter() {
+            out.insert(k.clone(), Tensor::new(*v, &Device::Cpu)?);
+        }
+        Ok(out)
+    }
+
+    /// Replace every state_dict entry from `tensors`, which must hold exactly this model's names and shapes.
+    pub fn load_state_dict(&self, tensors: &HashMap<String, Tensor>) -> std::result::Result<(), String> {
+        let decls = self.decl.tensors().map_err(|e| e.to_string())?;
+        let mut problems = Vec::new();
+        for t in &decls {
+            match tensors.get(&t.name) {
+                None => problems.push(format!("missing `{}`", t.name)),
+                Some(v) if v.dims() != t.shape.as_slice() => problems.push(format!(
+                    "`{}` has shape {:?}, expected {:?}",
+                    t.name,
+                    v.dims(),
+                    t.shape
+                )),
+                Some(_) => {}
+            }
+        }
+        let known: std::collections::HashSet<&str> = decls.iter().map(|t| t.name.as_str()).collect();
+        for k in tensors.keys() {
+            if !known.contains(k.as_str()) {
+                problems.push(format!("unexpected `{k}`"));
+            }
+        }
+        if !problems.is_empty() {
+            problems.sort();
+            return Err(format!(
+                "checkpoint does not fit the model: {}",
+                problems.join(", ")
+            ));
+        }
+        let fail = |e: candle_core::Error| e.to_string();
+        for t in &decls {
+            let v = &tensors[&t.name];
+            match t.role {
+                TensorRole::Weight | TensorRole::Bias => {
+                    let var = &self.params[self.index[&t.name]].1;
+                    var.set(
+                        &v.to_dtype(DType::F32)
+                            .map_err(fail)?
+                            .to_device(&self.device)
+                            .map_err(fail)?,
+                    )
+                    .map_err(fail)?;
+                }
+                TensorRole::RunningMean | TensorRole::RunningVar => {
+                    let mut b = self.buffers.lock().map_err(|_| "buffers poisoned".to_string())?;
+                    b.insert(
+                        t.name.clone(),
+                        v.to_dtype(DType::F32)
+                            .map_err(fail)?
+                            .to_device(&self.device)
+                            .map_err(fail)?,
+                    );
+                }
+                TensorRole::NumBatchesTracked => {
+                    let n = v
+                        .to_dtype(DType::I64)
+                        .map_err(fail)?
+                        .to_scalar::<i64>()
+                        .map_err(fail)?;
+                    let mut b = self.batches_tracked.lock().map_err(|_| "poisoned".to_string())?;
+                    b.insert(t.name.clone(), n);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::builtins::{Stem, resnet18, simple_cnn};
+
+    fn input(n: usize) -> Tensor {
+        let data: Vec<f32> = (0..n * 3072)
+            .map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5)
+            .collect();
+        Tensor::from_vec(data, (n, 3, 32, 32), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn simple_cnn_forward_shapes_and_eval_is_deterministic() {
+        let net = Net::new(&simple_cnn(10, 0.5), &Device::Cpu, 0).unwrap();
+        let x = input(4);
+        let y = net.forward(&x, Mode::Eval).unwrap();
+        assert_eq!(y.dims(), &[4, 10]);
+        let y2 = net.forward(&x, Mode::Eval).unwrap();
+        assert_eq!(y.to_vec2::<f32>().unwrap(), y2.to_vec2::<f32>().unwrap());
+    }
+
+    #[test]
+    fn training_updates_running_stats_and_counter() {
+        let net = Net::new(&simple_cnn(10, 0.5), &Device::Cpu, 0).unwrap();
+        net.forward(&input(4), Mode::Train).unwrap();
+        let sd = net.state_dict().unwrap();
+        let rm = sd["bn1.running_mean"].to_vec1::<f32>().unwrap();
+        assert!(rm.iter().any(|v| *v != 0.0));
+        assert_eq!(sd["bn1.num_batches_tracked"].to_scalar::<i64>().unwrap(), 1);
+        assert_eq!(sd.len(), 8 + 3 * 5);
+    }
+
+    #[test]
+    fn state_dict_round_trip_and_strict_load() {
+        let decl = resnet18(10, Stem::Cifar, 4);
+        let a = Net::new(&decl, &Device::Cpu, 1).unwrap();
+        a.forward(&input(2), Mode::Train).unwrap();
+        let b = Net::new(&decl, &Device::Cpu, 2).unwrap();
+        b.load_state_dict(&a.state_dict().unwrap()).unwrap();
+        let x = input(2);
+        assert_eq!(
+            a.forward(&x, Mode::Eval).unwrap().to_vec2::<f32>().unwrap(),
+            b.forward(&x, Mode::Eval).unwrap().to_vec2::<f32>().unwrap()
+        );
+        let mut sd = a.state_dict().unwrap();
+        sd.remove("fc.bias");
+        sd.insert("extra".into(), Tensor::new(1f32, &Device::Cpu).unwrap());
+        let e = b.load_state_dict(&sd).unwrap_err();
+        assert!(
+            e.contains("missing `fc.bias`") && e.contains("unexpected `extra`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn every_parameter_gets_a_gradient() {
+        let net = Net::new(&resnet18(10, Stem::Imagenet, 4), &Device::Cpu, 0).unwrap();
+        let y = net.forward(&input(2), Mode::Train).unwrap();
+        let grads = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        for (name, v) in net.params() {
+            let g = grads
+                .get(v.as_tensor())
+                .unwrap_or_else(|| panic!("no gradient for {name}"));
+            assert!(
+                g.abs()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+                    .is_finite()
+            );
+        }
+    }
+}

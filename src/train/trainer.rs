@@ -1,0 +1,436 @@
+//! The training loop: epochs of shuffled, augmented batches; validation; checkpoint selection; early
+//! stopping; divergence detection; and a resumable checkpoint at every epoch boundary.
+
+use super::history::{EpochRecord, TrainHistory};
+use super::loss::{correct, cross_entropy};
+use super::optim;
+use super::progress::EpochProgress;
+use crate::data::ImageSet;
+use crate::data::batches::{Batch, BatchPlan, Prefetcher};
+use crate::data::normalize::NormStats;
+use crate::model::checkpoint;
+use crate::model::net::{Mode, Net};
+use crate::rng::Rng;
+use crate::spec::RunSpec;
+use crate::spec::file::{Select, StopMetric};
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// Why training could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A tensor operation failed.
+    #[error("run `{run}`: {source}")]
+    Tensor {
+        /// Run name.
+        run: String,
+        /// Candle's error.
+        source: candle_core::Error,
+    },
+    /// A checkpoint could not be written or read.
+    #[error(transparent)]
+    Checkpoint(#[from] checkpoint::CheckpointError),
+    /// Filesystem trouble.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The user pressed Ctrl-C; the last complete epoch is checkpointed.
+    #[error("interrupted after epoch {epochs_done}; `labpipe run` again resumes from there")]
+    Interrupted {
+        /// Epochs completed and checkpointed.
+        epochs_done: usize,
+    },
+}
+
+/// A run whose loss became NaN or infinite.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Divergence {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// 1-based batch within the epoch.
+    pub batch: usize,
+    /// Learning rate at that moment.
+    pub lr: f64,
+    /// The loss value as text (`NaN`, `inf`).
+    pub loss: String,
+}
+
+impl Divergence {
+    /// A one-paragraph explanation for the user.
+    pub fn message(&self) -> String {
+        format!(
+            "training diverged: the loss became {} at epoch {}, batch {} (learning rate {}); the history and the \
+             best checkpoint so far are kept. Try a learning rate 3-10x smaller, a warmup, or normalized inputs.",
+            self.loss, self.epoch, self.batch, self.lr
+        )
+    }
+}
+
+/// What a finished (or stopped) training run produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainOutcome {
+    /// Per-epoch history.
+    pub history: TrainHistory,
+    /// The checkpoint policy.
+    pub select: Select,
+    /// The epoch whose weights were kept (None when no epoch completed).
+    pub selected_epoch: Option<usize>,
+    /// Set when early stopping ended training before `epochs`.
+    pub stopped_early_at: Option<usize>,
+    /// Set when the loss diverged.
+    pub diverged: Option<Divergence>,
+    /// Epochs that were restored from a resume checkpoint rather than trained in this process.
+    pub resumed_epochs: usize,
+    /// Wall seconds spent training in this process.
+    pub seconds: f64,
+}
+
+/// Everything the loop needs.
+pub struct TrainJob<'a> {
+    /// The resolved run.
+    pub run: &'a RunSpec,
+    /// Training split.
+    pub train: Arc<ImageSet>,
+    /// Validation split.
+    pub val: Arc<ImageSet>,
+    /// Normalization.
+    pub stats: NormStats,
+    /// Compute device.
+    pub device: &'a Device,
+    /// Background data workers.
+    pub workers: usize,
+    /// Directory for `model.safetensors`, `last.safetensors` and the resume state (kept across crashes).
+    pub work_dir: &'a Path,
+    /// Suppress progress output.
+    pub quiet: bool,
+    /// Set by Ctrl-C: stop after the current batch.
+    pub interrupt: Arc<AtomicBool>,
+}
+
+/// The selected model's file name in the train stage.
+pub const MODEL_FILE: &str = "model.safetensors";
+/// The last epoch's weights.
+pub const LAST_FILE: &str = "last.safetensors";
+const RESUME_STATE: &str = "resume.safetensors";
+const RESUME_JSON: &str = "resume.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ResumeInfo {
+    epochs_done: usize,
+    history: TrainHistory,
+    best_epoch: Option<usize>,
+    best_metric: Option<f64>,
+    stop_best: Option<f64>,
+    stop_since: usize,
+    dropout_rng: Rng,
+}
+
+/// Metadata written into every checkpoint's safetensors header.
+pub fn checkpoint_metadata(run: &RunSpec, epoch: usize) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("format".into(), "pt".into()),
+        ("labpipe.version".into(), env!("CARGO_PKG_VERSION").into()),
+        ("labpipe.pipeline".into(), run.pipeline.clone()),
+        ("labpipe.run".into(), run.name.clone()),
+        ("labpipe.run_id".into(), run.id.clone()),
+        ("labpipe.model".into(), run.decl.class_name.clone()),
+        ("labpipe.epoch".into(), epoch.to_string()),
+    ])
+}
+
+/// Loss and accuracy of `net` over `set`, in evaluation mode.
+pub fn evaluate_loss(
+    net: &Net,
+    set: &Arc<ImageSet>,
+    stats: NormStats,
+    batch_size: usize,
+    workers: usize,
+    mut on_batch: impl FnMut(&Tensor, &Batch) -> candle_core::Result<()>,
+) -> candle_core::Result<(f64, f64)> {
+    let plan = BatchPlan {
+        images: set.clone(),
+        stats,
+        augment: Arc::new(Vec::new()),
+        batch_size,
+        shuffle: None,
+    };
+    let (mut loss_sum, mut right, mut n) = (0.0f64, 0usize, 0usize);
+    for batch in Prefetcher::start(plan, workers) {
+        let (x, y) = to_tensors(&batch, net.device())?;
+        let logits = net.forward(&x, Mode::Eval)?;
+        let loss = cross_entropy(&logits, &y, 0.0)?.to_scalar::<f32>()? as f64;
+        loss_sum += loss * batch.len() as f64;
+        right += correct(&logits, &y)?;
+        n += batch.len();
+        on_batch(&logits, &batch)?;
+    }
+    Ok((loss_sum / n.max(1) as f64, right as f64 / n.max(1) as f64))
+}
+
+fn to_tensors(batch: &Batch, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+    let n = batch.len();
+    let x = Tensor::from_slice(&batch.pixels, (n, 3, 32, 32), device)?;
+    let y = Tensor::from_slice(&batch.labels, n, device)?;
+    Ok((x, y))
+}
+
+/// Train `job.run` to completion (or early stop, divergence, interrupt), resuming from `work_dir` if a
+/// previous process left a resumable state there.
+pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
+    let run = job.run;
+    let t = &run.train;
+    let terr = |source| TrainError::Tensor {
+        run: run.name.clone(),
+        source,
+    };
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| TrainError::Io { path, source }
+    };
+    std::fs::create_dir_all(job.work_dir).map_err(io(job.work_dir))?;
+    let net = Net::new(&run.decl, job.device, t.seed).map_err(terr)?;
+    let mut opt = optim::build(&t.optimizer, net.params()).map_err(terr)?;
+
+    let mut info = ResumeInfo {
+        epochs_done: 0,
+        history: TrainHistory::default(),
+        best_epoch: None,
+        best_metric: None,
+        stop_best: None,
+        stop_since: 0,
+        dropout_rng: net.dropout_rng(),
+    };
+    let resume_json = job.work_dir.join(RESUME_JSON);
+    let resume_state = job.work_dir.join(RESUME_STATE);
+    if let (Ok(text), true) = (std::fs::read_to_string(&resume_json), resume_state.exists())
+        && let Ok(saved) = serde_json::from_str::<ResumeInfo>(&text)
+        && let Ok(tensors) = checkpoint::load(&resume_state, job.device)
+    {
+        let (model, optim): (HashMap<_, _>, HashMap<_, _>) = tensors
+            .into_iter()
+            .partition(|(k, _)| !k.starts_with("optimizer/"));
+        let optim: HashMap<String, Tensor> = optim
+            .into_iter()
+            .map(|(k, v)| (k.trim_start_matches("optimizer/").to_string(), v))
+            .collect();
+        if net.load_state_dict(&model).is_ok() && opt.load_state(&optim).is_ok() {
+            net.set_dropout_rng(saved.dropout_rng.clone());
+            if !job.quiet {
+                eprintln!(
+                    "  {}: resuming after epoch {} of {}",
+                    run.name, saved.epochs_done, t.epochs
+                );
+            }
+            info = saved;
+        }
+    }
+    let resumed_epochs = info.epochs_done;
+
+    let started = Instant::now();
+    let eval_batch = t.eval_batch_size.unwrap_or(256);
+    let base_lr = t.optimizer.lr;
+    let augment = Arc::new(run.data.augment.clone());
+    let mut diverged = None;
+    let mut stopped_early_at = None;
+    let classes = run
+        .decl
+        .output_shape()
+        .ok()
+        .and_then(|s| s.first().copied())
+        .unwrap_or(10);
+    let _ = classes;
+
+    for epoch in info.epochs_done..t.epochs {
+        let epoch_start = Instant::now();
+        let plan = BatchPlan {
+            images: job.train.clone(),
+            stats: job.stats,
+            augment: augment.clone(),
+            batch_size: t.batch_size,
+            shuffle: Some((t.seed, epoch as u64)),
+        };
+        let total = plan.batch_count();
+        let mut progress = EpochProgress::start(&run.name, epoch + 1, t.epochs, total, job.quiet);
+        let mut batches = Prefetcher::start(plan, job.workers);
+        let (mut loss_sum, mut right, mut seen) = (0.0f64, 0usize, 0usize);
+        let mut first_lr = None;
+        let mut b = 0usize;
+        while let Some(batch) = batches.next() {
+            let lr = t.scheduler.lr_at(base_lr, epoch);
+            first_lr.get_or_insert(lr);
+            let (x, y) = to_tensors(&batch, job.device).map_err(terr)?;
+            let logits = net.forward(&x, Mode::Train).map_err(terr)?;
+            let loss = cross_entropy(&logits, &y, t.label_smoothing).map_err(terr)?;
+            let loss_value = loss.to_scalar::<f32>().map_err(terr)? as f64;
+            if !loss_value.is_finite() {
+                diverged = Some(Divergence {
+                    epoch: epoch + 1,
+                    batch: b + 1,
+                    lr,
+                    loss: format!("{loss_value}"),
+                });
+                break;
+            }
+            let grads = loss.backward().map_err(terr)?;
+            opt.step(&grads, lr).map_err(terr)?;
+            loss_sum += loss_value * batch.len() as f64;
+            right += correct(&logits, &y).map_err(terr)?;
+            seen += batch.len();
+            b += 1;
+            progress.update(b, loss_sum / seen as f64, right as f64 / seen as f64, seen);
+            if job.interrupt.load(Ordering::SeqCst) {
+                progress.finish();
+                return Err(TrainError::Interrupted {
+                    epochs_done: info.epochs_done,
+                });
+            }
+        }
+        let data_wait = batches.waited.as_secs_f64();
+        drop(batches);
+        progress.finish();
+        if diverged.is_some() {
+            break;
+        }
+        let train_seconds = epoch_start.elapsed().as_secs_f64();
+        let (val_loss, val_accuracy) =
+            evaluate_loss(&net, &job.val, job.stats, eval_batch, job.workers, |_, _| Ok(())).map_err(terr)?;
+        if !val_loss.is_finite() {
+            diverged = Some(Divergence {
+                epoch: epoch + 1,
+                batch: total,
+                lr: first_lr.unwrap_or(base_lr),
+                loss: format!("{val_loss} (validation)"),
+            });
+            break;
+        }
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            lr: first_lr.unwrap_or(base_lr),
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: right as f64 / seen.max(1) as f64,
+            val_loss,
+            val_accuracy,
+            seconds: epoch_start.elapsed().as_secs_f64(),
+            data_wait_seconds: data_wait,
+            images_per_second: seen as f64 / train_seconds.max(1e-9),
+        };
+        if !job.quiet {
+            eprintln!(
+                "  {} epoch {}/{}: train loss {:.4} acc {:.3} | val loss {:.4} acc {:.3} | lr {:.3e} | {:.1}s, {:.0} img/s",
+                run.name,
+                record.epoch,
+                t.epochs,
+                record.train_loss,
+                record.train_accuracy,
+                record.val_loss,
+                record.val_accuracy,
+                record.lr,
+                record.seconds,
+                record.images_per_second
+            );
+        }
+        info.history.epochs.push(record.clone());
+        info.epochs_done = epoch + 1;
+
+        let state = net.state_dict().map_err(terr)?;
+        let metric = match t.select {
+            Select::BestValAccuracy => Some(record.val_accuracy),
+            Select::BestValLoss => Some(-record.val_loss),
+            Select::Last => None,
+        };
+        let improved = match (metric, info.best_metric) {
+            (None, _) => true,
+            (Some(m), Some(best)) => m > best,
+            (Some(_), None) => true,
+        };
+        if improved {
+            info.best_epoch = Some(record.epoch);
+            info.best_metric = metric;
+            checkpoint::save(
+                &job.work_dir.join(MODEL_FILE),
+                &state,
+                &checkpoint_metadata(run, record.epoch),
+            )?;
+        }
+        checkpoint::save(
+            &job.work_dir.join(LAST_FILE),
+            &state,
+            &checkpoint_metadata(run, record.epoch),
+        )?;
+
+        if let Some(es) = &t.early_stopping {
+            let value = match es.metric {
+                StopMetric::ValAccuracy => record.val_accuracy,
+                StopMetric::ValLoss => -record.val_loss,
+            };
+            match info.stop_best {
+                Some(best) if value <= best + es.min_delta => info.stop_since += 1,
+                _ => {
+                    info.stop_best = Some(value);
+                    info.stop_since = 0;
+                }
+            }
+            if info.stop_since >= es.patience && epoch + 1 < t.epochs {
+                stopped_early_at = Some(record.epoch);
+            }
+        }
+
+        // The resume state goes last: it must never describe an epoch whose checkpoints are not on disk.
+        info.dropout_rng = net.dropout_rng();
+        let mut resume = state;
+        for (k, v) in opt.state() {
+            resume.insert(format!("optimizer/{k}"), v);
+        }
+        checkpoint::save(&resume_state, &resume, &checkpoint_metadata(run, record.epoch))?;
+        let tmp = resume_json.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&info).unwrap_or_default()).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &resume_json).map_err(io(&resume_json))?;
+
+        if stopped_early_at.is_some() {
+            if !job.quiet {
+                eprintln!(
+                    "  {}: early stopping after epoch {} (no improvement for {} epochs)",
+                    run.name, record.epoch, info.stop_since
+                );
+            }
+            break;
+        }
+        if job.interrupt.load(Ordering::SeqCst) {
+            return Err(TrainError::Interrupted {
+                epochs_done: info.epochs_done,
+            });
+        }
+    }
+    // A diverged run that never finished an epoch keeps its initial weights as the only checkpoint.
+    if info.best_epoch.is_none() {
+        checkpoint::save(
+            &job.work_dir.join(MODEL_FILE),
+            &net.state_dict().map_err(terr)?,
+            &checkpoint_metadata(run, 0),
+        )?;
+    }
+    Ok(TrainOutcome {
+        history: info.history,
+        select: t.select,
+        selected_epoch: info.best_epoch,
+        stopped_early_at,
+        diverged,
+        resumed_epochs,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Remove the resume state once the stage's artifacts are final.
+pub fn clear_resume_state(work_dir: &Path) {
+    let _ = std::fs::remove_file(work_dir.join(RESUME_JSON));
+    let _ = std::fs::remove_file(work_dir.join(RESUME_STATE));
+}
