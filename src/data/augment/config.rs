@@ -403,12 +403,15 @@ impl Serialize for Padding {
 
 impl<'de> Deserialize<'de> for Fill {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        const EXPECTING: &str = "a grey level 0..=255 or an [r, g, b] colour";
-        match OneOrList::<u8>::deserialize(d, EXPECTING)? {
-            OneOrList::One(g) => Ok(Fill([g; 3])),
+        const EXPECTING: &str = "a grey level 0..=255 or an [r, g, b] colour of levels 0..=255";
+        let level = |v: i64| {
+            u8::try_from(v).map_err(|_| de::Error::invalid_value(de::Unexpected::Signed(v), &EXPECTING))
+        };
+        match OneOrList::<i64>::deserialize(d, EXPECTING)? {
+            OneOrList::One(g) => Ok(Fill([level(g)?; 3])),
             OneOrList::List(v) => match v[..] {
-                [g] => Ok(Fill([g; 3])),
-                [r, g, b] => Ok(Fill([r, g, b])),
+                [g] => Ok(Fill([level(g)?; 3])),
+                [r, g, b] => Ok(Fill([level(r)?, level(g)?, level(b)?])),
                 _ => Err(de::Error::invalid_length(v.len(), &EXPECTING)),
             },
         }
@@ -644,7 +647,14 @@ mod tests {
                 "left, top, right, bottom",
             ),
             ("- random_crop: {size: 32, padding: -1}", "-1"),
-            ("- random_crop: {size: 32, fill: 256}", "256"),
+            (
+                "- random_crop: {size: 32, fill: 256}",
+                "integer `256`, expected a grey level 0..=255",
+            ),
+            (
+                "- random_crop: {size: 32, fill: [0, 0, -1]}",
+                "integer `-1`, expected a grey level",
+            ),
             ("- random_crop: {size: 32, padding_mode: wrap}", "wrap"),
             ("- random_rotation: {degrees: [1, 2, 3]}", "min, max"),
             (

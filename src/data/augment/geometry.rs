@@ -213,6 +213,12 @@ fn python_round15(x: f64) -> f64 {
         .expect("a formatted f64 parses back")
 }
 
+/// C's `FLOOR(v)` for coordinates inside the image, without a libm call on baseline x86-64.
+fn floor(v: f64) -> i32 {
+    let t = v as i32;
+    if t as f64 > v { t - 1 } else { t }
+}
+
 /// C's `COORD(v)` in Geometry.c: -1 for negatives, truncation otherwise.
 fn coord(v: f64) -> i32 {
     if v < 0.0 { -1 } else { v as i32 }
@@ -302,6 +308,7 @@ fn affine_nearest(src: &[u8], a: &[f64; 6], out: &mut [u8]) {
 fn affine_bilinear(src: &[u8], a: &[f64; 6], out: &mut [u8]) {
     let n = SIDE as i32;
     let clip = |v: i32| v.clamp(0, n - 1) as usize;
+    let (r, g, b) = (&src[..PLANE], &src[PLANE..2 * PLANE], &src[2 * PLANE..]);
     for y in 0..SIDE {
         let yc = y as f64 + 0.5;
         for x in 0..SIDE {
@@ -312,19 +319,19 @@ fn affine_bilinear(src: &[u8], a: &[f64; 6], out: &mut [u8]) {
                 continue;
             }
             let (xin, yin) = (xin - 0.5, yin - 0.5);
-            let (xf, yf) = (xin.floor() as i32, yin.floor() as i32);
+            let (xf, yf) = (floor(xin), floor(yin));
             let (dx, dy) = (xin - xf as f64, yin - yf as f64);
-            let (x0, x1, row0) = (clip(xf), clip(xf + 1), clip(yf));
-            let row1 = (yf + 1 < n).then(|| (yf + 1) as usize);
-            for c in 0..3 {
-                let plane = &src[c * PLANE..(c + 1) * PLANE];
-                let lerp = |row: usize| {
-                    let (p, q) = (plane[row * SIDE + x0] as i32, plane[row * SIDE + x1] as i32);
-                    p as f64 + (q - p) as f64 * dx
-                };
-                let v1 = lerp(row0);
-                let v2 = row1.map_or(v1, lerp);
-                out[c * PLANE + y * SIDE + x] = (v1 + (v2 - v1) * dy) as u8;
+            // PIL reuses the first row's value when the second row is below the image; clamping the second
+            // row onto the first gives the same number, since v1 + (v1 - v1) * dy == v1.
+            let (x0, x1) = (clip(xf), clip(xf + 1));
+            let (row0, row1) = (clip(yf) * SIDE, clip(yf + 1) * SIDE);
+            let (i00, i01, i10, i11) = (row0 + x0, row0 + x1, row1 + x0, row1 + x1);
+            let o = y * SIDE + x;
+            for (plane, c) in [(r, 0), (g, 1), (b, 2)] {
+                let lerp = |p: u8, q: u8| p as f64 + (q as i32 - p as i32) as f64 * dx;
+                let v1 = lerp(plane[i00], plane[i01]);
+                let v2 = lerp(plane[i10], plane[i11]);
+                out[c * PLANE + o] = (v1 + (v2 - v1) * dy) as u8;
             }
         }
     }
