@@ -61,21 +61,6 @@ pub fn stats_for(mode: &Normalize, train: &ImageSet, train_indices: &[usize]) ->
     }
 }
 
-/// `(x / 255 − mean) / std` for one channel-major u8 image into `out`.
-pub fn to_normalized(src: &[u8], stats: &NormStats, out: &mut [f32]) {
-    let plane = IMAGE_BYTES / 3;
-    for c in 0..3 {
-        let scale = 1.0 / (255.0 * stats.std[c]);
-        let shift = stats.mean[c] / stats.std[c];
-        for (o, &p) in out[c * plane..(c + 1) * plane]
-            .iter_mut()
-            .zip(&src[c * plane..(c + 1) * plane])
-        {
-            *o = p as f32 * scale - shift;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,19 +83,5 @@ mod tests {
         // Unbiased std of 512 ones and 512 zeros: sqrt(0.25 * 1024 / 1023).
         assert!((s.std[1] - (0.25f64 * 1024.0 / 1023.0).sqrt() as f32).abs() < 1e-6);
         assert_eq!(s.std[0], 1.0, "constant channel guarded");
-    }
-
-    #[test]
-    fn normalized_values() {
-        let img = vec![51u8; IMAGE_BYTES];
-        let stats = NormStats {
-            mean: [0.2, 0.0, 0.5],
-            std: [0.5, 1.0, 0.25],
-        };
-        let mut out = vec![0f32; IMAGE_BYTES];
-        to_normalized(&img, &stats, &mut out);
-        assert!((out[0] - 0.0).abs() < 1e-6);
-        assert!((out[1024] - 0.2).abs() < 1e-6);
-        assert!((out[2048] - (-1.2)).abs() < 1e-6);
     }
 }
