@@ -265,7 +265,7 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
         let mut first_lr = None;
         let mut b = 0usize;
         while let Some(batch) = batches.next() {
-            let lr = t.scheduler.lr_at(base_lr, epoch);
+            let lr = t.scheduler.lr_at(base_lr, epoch, b, total, t.epochs);
             first_lr.get_or_insert(lr);
             let (x, y) = to_tensors(&batch, job.device).map_err(terr)?;
             let logits = net.forward(&x, Mode::Train).map_err(terr)?;
@@ -387,7 +387,7 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
         // The resume state goes last: it must never describe an epoch whose checkpoints are not on disk.
         info.dropout_rng = net.dropout_rng();
         let mut resume = state;
-        for (k, v) in opt.state() {
+        for (k, v) in opt.state().map_err(terr)? {
             resume.insert(format!("optimizer/{k}"), v);
         }
         checkpoint::save(&resume_state, &resume, &checkpoint_metadata(run, record.epoch))?;
