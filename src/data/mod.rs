@@ -6,6 +6,7 @@ pub mod cifar10;
 pub mod download;
 pub mod error;
 pub mod normalize;
+pub mod source;
 pub mod split;
 pub mod synthetic;
 

@@ -1,3 +1,7 @@
-//! The lab report: figures and the rendered template.
+//! The lab report: context from artifacts, observations, figures, template rendering.
 
+pub mod context;
 pub mod font;
+pub mod html;
+pub mod observe;
+pub mod render;

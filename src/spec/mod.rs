@@ -79,8 +79,10 @@ pub struct RunSpec {
     pub id: String,
     /// The overrides that make this run differ from the base, as (dotted path, value).
     pub overrides: Vec<(String, Value)>,
-    /// The experiment this run came from, and for matrix runs the axis values.
+    /// The experiment this run came from.
     pub experiment: Option<String>,
+    /// Every experiment entry that resolved to this run (several when variants coincide), with matrix axes.
+    pub memberships: Vec<Membership>,
     /// Resolved data section.
     pub data: file::DataSpec,
     /// Resolved model section.
@@ -89,6 +91,17 @@ pub struct RunSpec {
     pub decl: ModelDecl,
     /// Resolved train section.
     pub train: file::TrainSpec,
+}
+
+/// One experiment entry that a run stands for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Membership {
+    /// The experiment's name (`lr`, `no_augmentation`; `baseline` when there are no experiments).
+    pub experiment: String,
+    /// The variant's run name.
+    pub name: String,
+    /// For matrix experiments, each axis path and this variant's value on it.
+    pub axes: Vec<(String, Value)>,
 }
 
 /// A loaded pipeline: its file, its runs in declaration order.
@@ -202,8 +215,14 @@ pub fn load_str(path: &Path, text: &str, cli_overrides: &[String]) -> Result<Pip
         }
         let Some(decl) = decl else { continue };
         let id = content_id(&resolved);
+        let membership = Membership {
+            experiment: variant.experiment.clone().unwrap_or_else(|| variant.name.clone()),
+            name: variant.name.clone(),
+            axes: variant.axes.clone(),
+        };
         if let Some(existing) = runs.iter_mut().find(|r| r.id == id) {
             existing.aliases.push(variant.name.clone());
+            existing.memberships.push(membership);
             continue;
         }
         runs.push(RunSpec {
@@ -213,6 +232,7 @@ pub fn load_str(path: &Path, text: &str, cli_overrides: &[String]) -> Result<Pip
             id,
             overrides: variant.overrides,
             experiment: variant.experiment,
+            memberships: vec![membership],
             data: resolved.data,
             model: resolved.model,
             decl,
@@ -295,6 +315,7 @@ struct Variant {
     name: String,
     experiment: Option<String>,
     overrides: Vec<(String, Value)>,
+    axes: Vec<(String, Value)>,
     pos: Option<Pos>,
 }
 
@@ -324,6 +345,7 @@ fn expand_experiments(
             name: "baseline".into(),
             experiment: None,
             overrides: Vec::new(),
+            axes: Vec::new(),
             pos: None,
         }];
     };
@@ -377,6 +399,7 @@ fn expand_experiments(
                 name: name.clone(),
                 experiment: Some(name.clone()),
                 overrides: fixed,
+                axes: Vec::new(),
                 pos,
             }),
             Some(axes) => {
@@ -400,11 +423,12 @@ fn expand_experiments(
                         .collect::<Vec<_>>()
                         .join(",");
                     let mut overrides = fixed.clone();
-                    overrides.extend(combo);
+                    overrides.extend(combo.iter().cloned());
                     out.push(Variant {
                         name: format!("{name}[{label}]"),
                         experiment: Some(name.clone()),
                         overrides,
+                        axes: combo,
                         pos,
                     });
                 }

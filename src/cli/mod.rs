@@ -1,0 +1,448 @@
+//! Command definitions and dispatch.
+
+mod clean;
+mod eval;
+mod plan;
+mod report;
+mod status;
+
+use anyhow::{Context, Result, anyhow};
+use clap::{Parser, Subcommand};
+use labpipe::pipeline::record::{RunRecord, RunStatus};
+use labpipe::pipeline::{Executor, Options, StageOutcome};
+use labpipe::spec::{self, Pipeline, RunSpec};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[derive(Parser)]
+#[command(name = "labpipe", version, about = "Declarative, reproducible deep-learning lab pipelines", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct Select {
+    /// Override a field for every run: `-S train.epochs=5`, `-S 'data.augment=[]'`.
+    #[arg(short = 'S', long = "set", value_name = "PATH=VALUE")]
+    set: Vec<String>,
+    /// Only runs whose name matches this glob (`*` and `?`), e.g. `--only 'lr*'`.
+    #[arg(long, value_name = "GLOB")]
+    only: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train and evaluate every run of the pipelines (stages already in the cache are not run again).
+    Run {
+        /// Pipeline files.
+        #[arg(required = true)]
+        pipelines: Vec<PathBuf>,
+        #[command(flatten)]
+        select: Select,
+        /// Output directory (cache and run records).
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// auto, cpu, cuda or cuda:N.
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Data worker threads (default: the number of cores).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Print what would run and why, run nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// No progress output.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Print what `run` would do for each run and stage, and why.
+    Plan {
+        /// Pipeline files.
+        #[arg(required = true)]
+        pipelines: Vec<PathBuf>,
+        #[command(flatten)]
+        select: Select,
+        /// Output directory.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// auto, cpu, cuda or cuda:N (part of the cache key).
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
+    /// Print the model summary (FLOPs, params, torchsummary table) of a pipeline's run.
+    Summary {
+        /// Pipeline file.
+        pipeline: PathBuf,
+        /// Which run (default: the first).
+        #[arg(long)]
+        run: Option<String>,
+        #[command(flatten)]
+        select: Select,
+        /// Print JSON with every FLOP convention.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One line per run: the state of each stage, epochs, best validation and test accuracy.
+    Status {
+        /// Pipeline files (default: every pipeline with results in the out directory).
+        pipelines: Vec<PathBuf>,
+        /// Output directory.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Render the lab report from the results in the out directory.
+    Report {
+        /// Pipelines to report on (default: every pipeline with results).
+        pipelines: Vec<PathBuf>,
+        /// Template (default: report_templates/lab2.md.j2 when present, else the built-in one).
+        #[arg(long)]
+        template: Option<PathBuf>,
+        /// Results directory.
+        #[arg(long = "results", default_value = "out")]
+        results: PathBuf,
+        /// Write DIR/report.md and DIR/figures/ instead of printing Markdown.
+        #[arg(long = "out")]
+        out_dir: Option<PathBuf>,
+        /// Exit 1 when FILE differs from what the results give.
+        #[arg(long, value_name = "FILE")]
+        check: Option<PathBuf>,
+        /// md or html.
+        #[arg(long, default_value = "md")]
+        format: String,
+    },
+    /// Evaluate a run's chosen (or a given) checkpoint on the test set.
+    Eval {
+        /// Pipeline file.
+        pipeline: PathBuf,
+        /// Which run (default: the first).
+        #[arg(long)]
+        run: Option<String>,
+        /// A checkpoint to evaluate instead of the run's chosen one.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        #[command(flatten)]
+        select: Select,
+        /// Output directory.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// auto, cpu, cuda or cuda:N.
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove cache entries no current run refers to.
+    Clean {
+        /// Pipelines whose runs are kept (default: every run record in the out directory).
+        pipelines: Vec<PathBuf>,
+        /// Output directory.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// List what would be removed, with sizes.
+        #[arg(long)]
+        dry_run: bool,
+        /// Empty the whole cache.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// Input errors exit with 2, run failures with 1.
+pub enum Exit {
+    BadInput(String),
+    Failed(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Exit {
+    fn from(e: anyhow::Error) -> Self {
+        Exit::Failed(e)
+    }
+}
+
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(Exit::BadInput(msg)) => {
+            eprintln!("{msg}");
+            2
+        }
+        Err(Exit::Failed(e)) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+fn load(path: &Path, set: &[String]) -> Result<Pipeline, Exit> {
+    spec::load(path, set).map_err(|e| Exit::BadInput(e.to_string()))
+}
+
+/// `*` and `?` glob match.
+fn glob_match(pattern: &str, name: &str) -> bool {
+    fn go(p: &[char], n: &[char]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some('*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+            (Some('?'), Some(_)) => go(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    go(
+        &pattern.chars().collect::<Vec<_>>(),
+        &name.chars().collect::<Vec<_>>(),
+    )
+}
+
+fn selected<'a>(p: &'a Pipeline, only: &Option<String>) -> Result<Vec<&'a RunSpec>, Exit> {
+    let runs: Vec<&RunSpec> = p
+        .runs
+        .iter()
+        .filter(|r| {
+            only.as_ref()
+                .is_none_or(|g| glob_match(g, &r.name) || r.aliases.iter().any(|a| glob_match(g, a)))
+        })
+        .collect();
+    if runs.is_empty() {
+        let names: Vec<&str> = p.runs.iter().map(|r| r.name.as_str()).collect();
+        return Err(Exit::BadInput(format!(
+            "error: no run of `{}` matches `--only {}`\n  = runs: {}",
+            p.path.display(),
+            only.as_deref().unwrap_or(""),
+            names.join(", ")
+        )));
+    }
+    Ok(runs)
+}
+
+fn find_run<'a>(p: &'a Pipeline, name: &Option<String>) -> Result<&'a RunSpec, Exit> {
+    match name {
+        None => p
+            .runs
+            .first()
+            .ok_or_else(|| Exit::BadInput("error: the pipeline has no runs".into())),
+        Some(n) => p
+            .runs
+            .iter()
+            .find(|r| &r.name == n || r.aliases.contains(n))
+            .ok_or_else(|| {
+                let names: Vec<&str> = p.runs.iter().map(|r| r.name.as_str()).collect();
+                Exit::BadInput(format!(
+                    "error: `{}` has no run `{n}`\n  = runs: {}",
+                    p.path.display(),
+                    names.join(", ")
+                ))
+            }),
+    }
+}
+
+fn device(request: &str) -> Result<candle_core::Device, Exit> {
+    let dev = labpipe::device::select(Some(request)).map_err(|e| Exit::BadInput(format!("error: {e}")))?;
+    if request == "auto" && !dev.is_cuda() && cfg!(feature = "cuda") {
+        eprintln!("note: no CUDA device found; running on the CPU");
+    }
+    Ok(dev)
+}
+
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    // A second Ctrl-C kills at once; the first lets the current batch finish and the checkpoint stand.
+    let _ = ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: finishing the current batch, then stopping (Ctrl-C again to abort now)");
+    });
+    flag
+}
+
+fn dispatch(cli: Cli) -> Result<i32, Exit> {
+    match cli.command {
+        Command::Run {
+            pipelines,
+            select,
+            out,
+            device: dev,
+            workers,
+            dry_run,
+            quiet,
+        } => {
+            let loaded = pipelines
+                .iter()
+                .map(|p| load(p, &select.set))
+                .collect::<Result<Vec<_>, _>>()?;
+            if dry_run {
+                return plan::plan(&loaded, &select.only, &out, &device(&dev)?);
+            }
+            let opts = Options {
+                out,
+                device: device(&dev)?,
+                workers: workers
+                    .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
+                quiet,
+                interrupt: interrupt_flag(),
+            };
+            let mut exec = Executor::new(&opts);
+            let mut failed = Vec::new();
+            let mut interrupted = false;
+            for p in &loaded {
+                let runs = selected(p, &select.only)?;
+                for o in exec.run_pipeline(p, &runs) {
+                    let trained = o
+                        .stages
+                        .iter()
+                        .any(|(s, st)| *s == "train" && matches!(st, StageOutcome::Ran(_)));
+                    match &o.status {
+                        RunStatus::Done if !trained && !quiet => {
+                            eprintln!("{}: up to date, nothing trained", o.name)
+                        }
+                        RunStatus::Done => {}
+                        RunStatus::Diverged { message } => {
+                            failed.push(format!("{} / {}: {message}", p.name, o.name))
+                        }
+                        RunStatus::Failed { stage, message } => failed.push(format!(
+                            "{} / {}: {stage} stage failed: {message}",
+                            p.name, o.name
+                        )),
+                        RunStatus::Interrupted => interrupted = true,
+                    }
+                }
+                if interrupted {
+                    break;
+                }
+            }
+            if interrupted {
+                eprintln!(
+                    "interrupted: completed stages are kept; `labpipe run` again continues from the last epoch"
+                );
+                return Ok(130);
+            }
+            if !failed.is_empty() {
+                eprintln!("\n{} run(s) did not complete:", failed.len());
+                for f in &failed {
+                    eprintln!("  - {f}");
+                }
+                return Ok(1);
+            }
+            Ok(0)
+        }
+        Command::Plan {
+            pipelines,
+            select,
+            out,
+            device: dev,
+        } => {
+            let loaded = pipelines
+                .iter()
+                .map(|p| load(p, &select.set))
+                .collect::<Result<Vec<_>, _>>()?;
+            plan::plan(&loaded, &select.only, &out, &device(&dev)?)
+        }
+        Command::Summary {
+            pipeline,
+            run,
+            select,
+            json,
+        } => {
+            let p = load(&pipeline, &select.set)?;
+            let r = find_run(&p, &run)?;
+            let s =
+                labpipe::summary::summarize(&r.decl).map_err(|e| Exit::BadInput(format!("error: {e}")))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&s).context("serializing the summary")?
+                );
+            } else {
+                print!("{}", labpipe::summary::render_seed_text(&s));
+            }
+            Ok(0)
+        }
+        Command::Status { pipelines, out, json } => status::status(&pipelines, &out, json),
+        Command::Report {
+            pipelines,
+            template,
+            results,
+            out_dir,
+            check,
+            format,
+        } => report::report(
+            &pipelines,
+            template.as_deref(),
+            &results,
+            out_dir.as_deref(),
+            check.as_deref(),
+            &format,
+        ),
+        Command::Eval {
+            pipeline,
+            run,
+            checkpoint,
+            select,
+            out,
+            device: dev,
+            json,
+        } => {
+            let p = load(&pipeline, &select.set)?;
+            let r = find_run(&p, &run)?;
+            eval::eval(r, checkpoint.as_deref(), &out, &device(&dev)?, json)
+        }
+        Command::Clean {
+            pipelines,
+            out,
+            dry_run,
+            all,
+        } => {
+            let loaded = pipelines
+                .iter()
+                .map(|p| load(p, &[]))
+                .collect::<Result<Vec<_>, _>>()?;
+            clean::clean(&loaded, &out, dry_run, all)
+        }
+    }
+}
+
+/// Records of the given pipelines' current runs (all records when no pipeline is given).
+pub fn records_for(pipelines: &[Pipeline], out: &Path) -> Vec<RunRecord> {
+    if pipelines.is_empty() {
+        return RunRecord::all(out, None);
+    }
+    pipelines
+        .iter()
+        .flat_map(|p| {
+            p.runs
+                .iter()
+                .filter_map(|r| RunRecord::load(out, &p.name, &r.name))
+        })
+        .collect()
+}
+
+pub fn anyhow_msg(msg: String) -> anyhow::Error {
+    anyhow!(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn glob() {
+        assert!(glob_match("lr*", "lr[lr=0.01,scheduler=step]"));
+        assert!(glob_match("b?seline", "baseline"));
+        assert!(!glob_match("lr", "lr2"));
+    }
+}

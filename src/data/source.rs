@@ -1,0 +1,86 @@
+//! Where a pipeline's images come from: the embedded generator or the CIFAR-10 files (downloaded when
+//! missing), cut to the sizes the pipeline asks for, with a fingerprint of the content for cache keys.
+
+use super::cifar10::{self, DATA_DIR};
+use super::download::{DownloadSpec, ensure_cifar10};
+use super::error::DataError;
+use super::{Dataset, ImageSet, synthetic};
+use crate::spec::file::{DataSpec, DatasetKind};
+use std::path::{Path, PathBuf};
+
+/// Default folder of the CIFAR-10 files.
+pub const DEFAULT_CIFAR_ROOT: &str = "data/cifar10";
+
+/// The CIFAR-10 root a spec points at (relative paths are relative to the working directory).
+pub fn cifar_root(spec: &DataSpec) -> PathBuf {
+    PathBuf::from(
+        spec.root
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CIFAR_ROOT.to_string()),
+    )
+}
+
+/// A fingerprint of the input data: for CIFAR-10 the blake3 of its files, for synthetic data the generator
+/// version and sizes. Computed without loading anything into the trainer.
+pub fn fingerprint(spec: &DataSpec) -> Result<String, DataError> {
+    match spec.dataset {
+        DatasetKind::Synthetic => Ok(format!(
+            "synthetic-v1:{}:{}",
+            spec.train_size.unwrap_or(synthetic::DEFAULT_TRAIN),
+            spec.test_size.unwrap_or(synthetic::DEFAULT_TEST)
+        )),
+        DatasetKind::Cifar10 => {
+            let root = cifar_root(spec);
+            if !cifar10::cifar10_present(&root) {
+                // Not there yet: it will be downloaded, and the official archive is fixed by its MD5.
+                return Ok(format!("cifar10-md5:{}", super::download::CIFAR10_MD5));
+            }
+            let mut h = blake3::Hasher::new();
+            for name in cifar10::required_files() {
+                let p = root.join(DATA_DIR).join(name);
+                let mut f = std::fs::File::open(&p).map_err(|e| DataError::io("read", &p, e))?;
+                std::io::copy(&mut f, &mut h).map_err(|e| DataError::io("read", &p, e))?;
+            }
+            Ok(format!("cifar10-blake3:{}", &h.finalize().to_hex()[..32]))
+        }
+    }
+}
+
+fn first(set: ImageSet, n: Option<usize>) -> ImageSet {
+    match n {
+        Some(n) if n < set.len() => set.select(&(0..n).collect::<Vec<_>>()),
+        _ => set,
+    }
+}
+
+/// Load (and for CIFAR-10, download if needed) the dataset a spec describes.
+pub fn load(spec: &DataSpec, progress: bool) -> Result<Dataset, DataError> {
+    match spec.dataset {
+        DatasetKind::Synthetic => Ok(synthetic::generate(
+            spec.train_size.unwrap_or(synthetic::DEFAULT_TRAIN),
+            spec.test_size.unwrap_or(synthetic::DEFAULT_TEST),
+        )),
+        DatasetKind::Cifar10 => {
+            let root = cifar_root(spec);
+            let mut dl = DownloadSpec::cifar10();
+            if let Some(url) = &spec.url {
+                dl.url = url.clone();
+            }
+            ensure_cifar10(&root, &dl, progress)?;
+            let d = cifar10::read_cifar10(&root)?;
+            Ok(Dataset {
+                train: first(d.train, spec.train_size),
+                test: first(d.test, spec.test_size),
+                class_names: d.class_names,
+            })
+        }
+    }
+}
+
+/// Human description of the source for the report.
+pub fn describe(spec: &DataSpec) -> String {
+    match spec.dataset {
+        DatasetKind::Synthetic => "synthetic (embedded, generated)".into(),
+        DatasetKind::Cifar10 => format!("CIFAR-10 ({})", Path::new(&cifar_root(spec)).display()),
+    }
+}

@@ -1,0 +1,557 @@
+//! The report's template context: every run's configuration, summary, history, test metrics, figures and
+//! observations, loaded from the out directory's run records and cache (documented in docs/report-context.md).
+
+use super::observe::{Observations, observe};
+use crate::cache::Store;
+use crate::data::augment::Augment;
+use crate::model::checkpoint::size_mb;
+use crate::pipeline::record::{RunRecord, RunStatus};
+use crate::pipeline::{DatasetInfo, read_json};
+use crate::spec::file::{Normalize, Select};
+use crate::spec::{Pipeline, RunSpec};
+use crate::summary::ModelSummary;
+use crate::train::evaluate::TestMetrics;
+use crate::train::history::TrainHistory;
+use crate::train::schedule::{SchedulerConfig, SchedulerKind};
+use crate::train::trainer::{self, TrainOutcome};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One line of the training-configuration list.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigItem {
+    /// What it is ("Batch size").
+    pub label: String,
+    /// Its value as text.
+    pub value: String,
+}
+
+/// The model stage's results.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelView {
+    /// Class name.
+    pub class_name: String,
+    /// The seed-format text: FLOPs, Params, torchsummary table.
+    pub summary_text: String,
+    /// thop MACs (the seed's "FLOPs").
+    pub flops: u64,
+    /// Parameters.
+    pub params: usize,
+    /// Everything else (rows, MB figures, other FLOP conventions).
+    pub summary: ModelSummary,
+}
+
+/// The selected checkpoint file.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckpointView {
+    /// Path as linked from the report.
+    pub path: String,
+    /// Size in MB (10^6 bytes).
+    pub size_mb: f64,
+}
+
+/// Figure files of a run, as links from the report.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Figures {
+    /// Loss/accuracy curves (PNG).
+    pub curves: Option<String>,
+    /// Confusion matrix (PNG).
+    pub confusion: Option<String>,
+    /// Model diagram (PNG).
+    pub diagram: Option<String>,
+}
+
+/// Everything a template can say about one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunView {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Run name.
+    pub name: String,
+    /// Content ID.
+    pub id: String,
+    /// Other variant names that are this same run.
+    pub aliases: Vec<String>,
+    /// True when every stage finished (diverged runs count as finished).
+    pub done: bool,
+    /// `done`, `diverged`, `failed`, `interrupted` or `not run`.
+    pub status: String,
+    /// Explanation for diverged and failed runs.
+    pub status_message: Option<String>,
+    /// The training configuration as a list.
+    pub config: Vec<ConfigItem>,
+    /// Dataset facts.
+    pub data: Option<DatasetInfo>,
+    /// Model summary.
+    pub model: Option<ModelView>,
+    /// Per-epoch history.
+    pub history: Option<TrainHistory>,
+    /// Checkpoint policy, as words.
+    pub select: String,
+    /// The epoch whose weights were kept.
+    pub selected_epoch: Option<usize>,
+    /// Early-stopping epoch.
+    pub stopped_early_at: Option<usize>,
+    /// Training wall time in seconds.
+    pub train_seconds: Option<f64>,
+    /// Test metrics of the kept checkpoint.
+    pub test: Option<TestMetrics>,
+    /// The kept checkpoint.
+    pub checkpoint: Option<CheckpointView>,
+    /// Figure links.
+    pub figures: Figures,
+    /// Facts about the curves.
+    pub observations: Option<Observations>,
+}
+
+/// A comparison table built from an experiment structure.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    /// The matrix experiment's name.
+    pub experiment: String,
+    /// Axis paths (row axis first).
+    pub axes: Vec<String>,
+    /// Row labels (values of the first axis).
+    pub rows: Vec<String>,
+    /// Column labels (values of the second axis; one empty label for a 1-axis matrix).
+    pub cols: Vec<String>,
+    /// Run names per cell (`cells[row][col]`), None when no run has those values.
+    pub cells: Vec<Vec<Option<String>>>,
+}
+
+/// One pipeline's runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelineView {
+    /// Name.
+    pub name: String,
+    /// Runs in declaration order.
+    pub runs: Vec<RunView>,
+    /// Runs by name (aliases included).
+    pub run: BTreeMap<String, RunView>,
+    /// Matrix comparisons.
+    pub comparisons: Vec<Comparison>,
+}
+
+/// The whole context.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportContext {
+    /// Pipelines by name.
+    pub pipelines: BTreeMap<String, PipelineView>,
+    /// Pipeline names in the order given (or sorted).
+    pub order: Vec<String>,
+    /// labpipe version.
+    pub labpipe_version: String,
+}
+
+/// How figure files are linked.
+pub enum FigureLinks {
+    /// Link to the cache files, relative to the current directory.
+    InPlace,
+    /// Copy figures into `dir/figures/` and link `figures/...`.
+    CopyTo(PathBuf),
+}
+
+fn schedule_text(s: &SchedulerConfig) -> String {
+    let mut t = match s.name {
+        SchedulerKind::Constant => "constant learning rate".to_string(),
+        SchedulerKind::Step => {
+            let g = s.gamma.unwrap_or(0.1);
+            let n = s.step_size.unwrap_or(1);
+            if (g - 0.5).abs() < 1e-12 {
+                format!("halve every {n} epochs (StepLR)")
+            } else {
+                format!("×{g} every {n} epochs (StepLR)")
+            }
+        }
+        _ => format!(
+            "{} ({})",
+            serde_json::to_value(s.name)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+            crate::spec::canonical_json(&serde_json::to_value(s).unwrap_or_default())
+        ),
+    };
+    if let Some(w) = s.warmup_epochs.filter(|w| *w > 0) {
+        t.push_str(&format!(", after {w} warmup epochs"));
+    }
+    t
+}
+
+fn camel(s: &str) -> String {
+    s.split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn augment_text(a: &Augment) -> String {
+    // Externally tagged: {"random_crop": {...}} → RandomCrop(size=32, padding=...).
+    let v = serde_json::to_value(a).unwrap_or_default();
+    let Some((name, params)) = v.as_object().and_then(|m| m.iter().next()) else {
+        return format!("{v}");
+    };
+    let args: Vec<String> = params
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| format!("{k}={}", crate::spec::canonical_json(v)))
+                .collect()
+        })
+        .unwrap_or_default();
+    format!("{}({})", camel(name), args.join(", "))
+}
+
+fn normalize_text(n: &Normalize, info: Option<&DatasetInfo>) -> String {
+    let vals = info
+        .map(|i| {
+            format!(
+                " (mean [{:.4}, {:.4}, {:.4}], std [{:.4}, {:.4}, {:.4}])",
+                i.stats.mean[0],
+                i.stats.mean[1],
+                i.stats.mean[2],
+                i.stats.std[0],
+                i.stats.std[1],
+                i.stats.std[2]
+            )
+        })
+        .unwrap_or_default();
+    match n {
+        Normalize::None => "none (pixels scaled to [0, 1])".into(),
+        Normalize::FirstImage => {
+            format!("mean and standard deviation calculated from the first image in the training set{vals}")
+        }
+        Normalize::TrainMeanStd => format!("mean and standard deviation of the training split{vals}"),
+        Normalize::Fixed { .. } => format!("given mean and standard deviation{vals}"),
+    }
+}
+
+fn select_text(s: Select) -> String {
+    match s {
+        Select::BestValAccuracy => "the checkpoint with the highest validation accuracy".into(),
+        Select::BestValLoss => "the checkpoint with the lowest validation loss".into(),
+        Select::Last => "the last epoch's checkpoint".into(),
+    }
+}
+
+fn optimizer_text(run: &RunSpec) -> String {
+    let v = serde_json::to_value(&run.train.optimizer).unwrap_or_default();
+    let name = match v.get("name").and_then(Value::as_str) {
+        Some("adam") => "Adam",
+        Some("adamw") => "AdamW",
+        Some("sgd") => "SGD",
+        Some(other) => other,
+        None => "?",
+    }
+    .to_string();
+    let extras: Vec<String> = v
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, v)| *k != "name" && *k != "lr" && !v.is_null())
+        .map(|(k, v)| format!("{k}={}", crate::spec::canonical_json(v)))
+        .collect();
+    if extras.is_empty() {
+        name
+    } else {
+        format!("{name} ({})", extras.join(", "))
+    }
+}
+
+/// The configuration list of a run, in the seed's wording.
+pub fn config_items(run: &RunSpec, info: Option<&DatasetInfo>) -> Vec<ConfigItem> {
+    let item = |l: &str, v: String| ConfigItem {
+        label: l.to_string(),
+        value: v,
+    };
+    let t = &run.train;
+    let aug = if run.data.augment.is_empty() {
+        "none".to_string()
+    } else {
+        run.data
+            .augment
+            .iter()
+            .map(augment_text)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut items = vec![
+        item(
+            "Dataset",
+            info.map(|i| {
+                format!(
+                    "{} — {} train / {} validation / {} test images",
+                    i.source, i.train_images, i.val_images, i.test_images
+                )
+            })
+            .unwrap_or_else(|| crate::data::source::describe(&run.data)),
+        ),
+        item("Data normalization", normalize_text(&run.data.normalize, info)),
+        item("Data augmentation", aug),
+        item("Batch size", t.batch_size.to_string()),
+        item("Optimizer", optimizer_text(run)),
+        item("Base learning rate", format!("{}", t.optimizer.lr)),
+        item("Learning rate update strategy", schedule_text(&t.scheduler)),
+        item("Number of epochs", t.epochs.to_string()),
+    ];
+    if t.label_smoothing > 0.0 {
+        items.push(item("Label smoothing", t.label_smoothing.to_string()));
+    }
+    if let Some(es) = &t.early_stopping {
+        items.push(item(
+            "Early stopping",
+            format!(
+                "{:?} patience {} min_delta {}",
+                es.metric, es.patience, es.min_delta
+            ),
+        ));
+    }
+    items.push(item("Checkpoint selection", select_text(t.select)));
+    items.push(item("Seed", t.seed.to_string()));
+    items
+}
+
+/// Builds the context; `link` turns an artifact path into the text used in the report.
+pub struct ContextBuilder<'a> {
+    /// The out directory.
+    pub out: &'a Path,
+    /// How figures are linked.
+    pub links: FigureLinks,
+    /// Warnings for stderr (runs not yet run).
+    pub warnings: Vec<String>,
+}
+
+impl ContextBuilder<'_> {
+    fn link(&self, src: &Path, pipeline: &str, run: &str, what: &str) -> Option<String> {
+        if !src.exists() {
+            return None;
+        }
+        match &self.links {
+            FigureLinks::InPlace => Some(src.to_string_lossy().replace('\\', "/")),
+            FigureLinks::CopyTo(dir) => {
+                let name = crate::pipeline::record::file_name(&format!("{pipeline}__{run}__{what}"))
+                    .replace(".json", "");
+                let ext = src.extension().and_then(|e| e.to_str()).unwrap_or("png");
+                let rel = format!("figures/{name}.{ext}");
+                let dst = dir.join(&rel);
+                std::fs::create_dir_all(dst.parent()?).ok()?;
+                std::fs::copy(src, &dst).ok()?;
+                Some(rel)
+            }
+        }
+    }
+
+    fn run_view(&mut self, rec: Option<&RunRecord>, spec: &RunSpec) -> RunView {
+        let store = Store::new(self.out);
+        let mut view = RunView {
+            pipeline: spec.pipeline.clone(),
+            name: spec.name.clone(),
+            id: spec.id.clone(),
+            aliases: spec.aliases.clone(),
+            done: false,
+            status: "not run".into(),
+            status_message: None,
+            config: config_items(spec, None),
+            data: None,
+            model: None,
+            history: None,
+            select: select_text(spec.train.select),
+            selected_epoch: None,
+            stopped_early_at: None,
+            train_seconds: None,
+            test: None,
+            checkpoint: None,
+            figures: Figures::default(),
+            observations: None,
+        };
+        let Some(rec) = rec else {
+            self.warnings
+                .push(format!("{}/{}: not run yet", spec.pipeline, spec.name));
+            return view;
+        };
+        (view.status, view.status_message) = match &rec.status {
+            RunStatus::Done => ("done".into(), None),
+            RunStatus::Diverged { message } => ("diverged".into(), Some(message.clone())),
+            RunStatus::Failed { stage, message } => ("failed".into(), Some(format!("{stage}: {message}"))),
+            RunStatus::Interrupted => ("interrupted".into(), None),
+        };
+        let k = &rec.keys;
+        if let Ok(d) = store.lookup(&k.dataset) {
+            view.data = read_json(&d, "dataset.json").ok();
+            view.config = config_items(spec, view.data.as_ref());
+        }
+        if let Ok(d) = store.lookup(&k.model)
+            && let Ok(s) = read_json::<ModelSummary>(&d, "summary.json")
+        {
+            view.model = Some(ModelView {
+                class_name: s.class_name.clone(),
+                summary_text: crate::summary::render_seed_text(&s),
+                flops: s.flops.thop_macs,
+                params: s.total_params,
+                summary: s,
+            });
+            view.figures.diagram = self.link(&d.file("diagram.png"), &spec.pipeline, &spec.name, "diagram");
+        }
+        if let Ok(d) = store.lookup(&k.train)
+            && let Ok(o) = read_json::<TrainOutcome>(&d, "outcome.json")
+        {
+            view.observations = observe(&o.history);
+            view.selected_epoch = o.selected_epoch;
+            view.stopped_early_at = o.stopped_early_at;
+            view.train_seconds = Some(o.seconds);
+            view.history = Some(o.history);
+            let ck = d.file(trainer::MODEL_FILE);
+            view.checkpoint = size_mb(&ck).ok().map(|mb| CheckpointView {
+                path: ck.to_string_lossy().replace('\\', "/"),
+                size_mb: mb,
+            });
+        }
+        if let Ok(d) = store.lookup(&k.evaluate) {
+            view.test = read_json(&d, "metrics.json").ok();
+        }
+        if let Ok(d) = store.lookup(&k.plot) {
+            view.figures.curves = self.link(&d.file("curves.png"), &spec.pipeline, &spec.name, "curves");
+            view.figures.confusion =
+                self.link(&d.file("confusion.png"), &spec.pipeline, &spec.name, "confusion");
+        }
+        view.done = view.test.is_some() && matches!(rec.status, RunStatus::Done | RunStatus::Diverged { .. });
+        if !view.done {
+            self.warnings.push(format!(
+                "{}/{}: results incomplete ({})",
+                spec.pipeline, spec.name, view.status
+            ));
+        }
+        view
+    }
+
+    /// Context for `pipelines` (their declared runs, marked "not run" where no results exist), or for every
+    /// pipeline with results when none is given.
+    pub fn build(&mut self, pipelines: &[Pipeline]) -> ReportContext {
+        let mut groups: BTreeMap<String, Vec<(Option<RunRecord>, RunSpec)>> = BTreeMap::new();
+        let mut order = Vec::new();
+        if pipelines.is_empty() {
+            for rec in RunRecord::all(self.out, None) {
+                if !order.contains(&rec.spec.pipeline) {
+                    order.push(rec.spec.pipeline.clone());
+                }
+                let spec = rec.spec.clone();
+                groups
+                    .entry(spec.pipeline.clone())
+                    .or_default()
+                    .push((Some(rec), spec));
+            }
+            order.sort();
+        } else {
+            for p in pipelines {
+                order.push(p.name.clone());
+                for r in &p.runs {
+                    let rec = RunRecord::load(self.out, &p.name, &r.name).filter(|rec| rec.spec.id == r.id);
+                    groups.entry(p.name.clone()).or_default().push((rec, r.clone()));
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        for (name, runs) in groups {
+            let views: Vec<RunView> = runs
+                .iter()
+                .map(|(rec, spec)| self.run_view(rec.as_ref(), spec))
+                .collect();
+            let mut by_name = BTreeMap::new();
+            for v in &views {
+                by_name.insert(v.name.clone(), v.clone());
+                for a in &v.aliases {
+                    by_name.insert(a.clone(), v.clone());
+                }
+            }
+            let specs: Vec<&RunSpec> = runs.iter().map(|(_, s)| s).collect();
+            out.insert(
+                name.clone(),
+                PipelineView {
+                    name,
+                    runs: views,
+                    run: by_name,
+                    comparisons: comparisons(&specs),
+                },
+            );
+        }
+        ReportContext {
+            pipelines: out,
+            order,
+            labpipe_version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
+fn label(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Object(m) => m
+            .get("name")
+            .and_then(Value::as_str)
+            .map(String::from)
+            .unwrap_or_else(|| crate::spec::canonical_json(v)),
+        other => other.to_string(),
+    }
+}
+
+/// Matrix comparisons from the runs' memberships: rows from the first axis, columns from the second.
+pub fn comparisons(runs: &[&RunSpec]) -> Vec<Comparison> {
+    let mut by_exp: BTreeMap<String, Vec<(Vec<(String, Value)>, String)>> = BTreeMap::new();
+    let mut exp_order = Vec::new();
+    for r in runs {
+        for m in &r.memberships {
+            if m.axes.is_empty() {
+                continue;
+            }
+            if !exp_order.contains(&m.experiment) {
+                exp_order.push(m.experiment.clone());
+            }
+            by_exp
+                .entry(m.experiment.clone())
+                .or_default()
+                .push((m.axes.clone(), r.name.clone()));
+        }
+    }
+    let mut out = Vec::new();
+    for exp in exp_order {
+        let entries = &by_exp[&exp];
+        let axes: Vec<String> = entries[0].0.iter().map(|(k, _)| k.clone()).collect();
+        let mut rows: Vec<String> = Vec::new();
+        let mut cols: Vec<String> = Vec::new();
+        for (vals, _) in entries {
+            let r = label(&vals[0].1);
+            if !rows.contains(&r) {
+                rows.push(r);
+            }
+            let c = vals.get(1).map(|v| label(&v.1)).unwrap_or_default();
+            if !cols.contains(&c) {
+                cols.push(c);
+            }
+        }
+        let mut cells = vec![vec![None; cols.len()]; rows.len()];
+        for (vals, run) in entries {
+            let r = rows.iter().position(|x| *x == label(&vals[0].1));
+            let c = cols
+                .iter()
+                .position(|x| *x == vals.get(1).map(|v| label(&v.1)).unwrap_or_default());
+            if let (Some(r), Some(c)) = (r, c) {
+                cells[r][c] = Some(run.clone());
+            }
+        }
+        out.push(Comparison {
+            experiment: exp,
+            axes,
+            rows,
+            cols,
+            cells,
+        });
+    }
+    out
+}
