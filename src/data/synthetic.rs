@@ -60,8 +60,8 @@ fn coverage(label: u8, u: f32, v: f32) -> f32 {
             soft(band.max(u.abs().max(v.abs()) - 0.9))
         }
         7 => {
-            let d1 = (u - v).abs() * 0.7071;
-            let d2 = (u + v).abs() * 0.7071;
+            let d1 = (u - v).abs() * std::f32::consts::FRAC_1_SQRT_2;
+            let d2 = (u + v).abs() * std::f32::consts::FRAC_1_SQRT_2;
             soft((d1.min(d2) - 0.17).max(r - 0.95))
         }
         8 => {

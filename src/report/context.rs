@@ -503,7 +503,8 @@ fn label(v: &Value) -> String {
 
 /// Matrix comparisons from the runs' memberships: rows from the first axis, columns from the second.
 pub fn comparisons(runs: &[&RunSpec]) -> Vec<Comparison> {
-    let mut by_exp: BTreeMap<String, Vec<(Vec<(String, Value)>, String)>> = BTreeMap::new();
+    type Entries = Vec<(Vec<(String, Value)>, String)>;
+    let mut by_exp: BTreeMap<String, Entries> = BTreeMap::new();
     let mut exp_order = Vec::new();
     for r in runs {
         for m in &r.memberships {

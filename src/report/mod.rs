@@ -1,6 +1,7 @@
 //! The lab report: context from artifacts, observations, figures, template rendering.
 
 pub mod context;
+pub mod figures;
 pub mod font;
 pub mod html;
 pub mod observe;

@@ -60,9 +60,7 @@ impl Diagnostic {
 
 fn token_width(line: &str, column: usize) -> usize {
     let rest: String = line.chars().skip(column.saturating_sub(1)).collect();
-    let end = rest
-        .find(|c: char| c == '#' || c == ',' || c == '}')
-        .unwrap_or(rest.len());
+    let end = rest.find(['#', ',', '}']).unwrap_or(rest.len());
     rest[..end].trim_end().chars().count().max(1)
 }
 

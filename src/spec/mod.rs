@@ -550,6 +550,8 @@ fn validate(
     }
 }
 
+// Diagnostics are built once per bad file, never in a loop: their size does not matter.
+#[allow(clippy::result_large_err)]
 fn model_decl(
     ctx: &Ctx,
     m: &file::ModelSpec,

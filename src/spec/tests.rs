@@ -22,7 +22,7 @@ fn load(text: &str) -> Result<Pipeline, SpecError> {
 }
 
 fn err(text: &str) -> String {
-    load(text).err().expect("expected an error").to_string()
+    load(text).expect_err("expected an error").to_string()
 }
 
 #[test]

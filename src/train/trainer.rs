@@ -264,7 +264,7 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
         let (mut loss_sum, mut right, mut seen) = (0.0f64, 0usize, 0usize);
         let mut first_lr = None;
         let mut b = 0usize;
-        while let Some(batch) = batches.next() {
+        for batch in batches.by_ref() {
             let lr = t.scheduler.lr_at(base_lr, epoch, b, total, t.epochs);
             first_lr.get_or_insert(lr);
             let (x, y) = to_tensors(&batch, job.device).map_err(terr)?;
