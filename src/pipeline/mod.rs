@@ -506,6 +506,25 @@ fn draw_run_figures(
     metrics: &TestMetrics,
     dir: &Path,
 ) -> Result<(), String> {
-    let _ = (run, outcome, metrics, dir);
-    Ok(())
+    use crate::report::figures::{CurveMarks, draw_confusion, draw_curves};
+    let title = format!("{} / {}", run.pipeline, run.name);
+    let marks = CurveMarks {
+        selected_epoch: outcome.selected_epoch,
+        stopped_early_at: outcome.stopped_early_at,
+    };
+    draw_curves(
+        &outcome.history,
+        &title,
+        &marks,
+        &dir.join("curves.svg"),
+        &dir.join("curves.png"),
+    )
+    .map_err(|e| e.to_string())?;
+    draw_confusion(
+        metrics,
+        &format!("{title}: test confusion matrix"),
+        &dir.join("confusion.svg"),
+        &dir.join("confusion.png"),
+    )
+    .map_err(|e| e.to_string())
 }
