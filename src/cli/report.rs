@@ -93,7 +93,7 @@ pub fn report(
         return Ok(1);
     }
     match out_dir {
-        Some(d) => {
+        Some(d) if check.is_none() => {
             std::fs::create_dir_all(d).map_err(|e| Exit::Failed(e.into()))?;
             let file = d.join(if format == "html" {
                 "report.html"
@@ -105,7 +105,7 @@ pub fn report(
             std::fs::rename(&tmp, &file).map_err(|e| Exit::Failed(e.into()))?;
             eprintln!("wrote {}", file.display());
         }
-        None => print!("{doc}"),
+        _ => print!("{doc}"),
     }
     Ok(0)
 }

@@ -66,7 +66,16 @@ pub fn load(spec: &DataSpec, progress: bool) -> Result<Dataset, DataError> {
             if let Some(url) = &spec.url {
                 dl.url = url.clone();
             }
-            ensure_cifar10(&root, &dl, progress)?;
+            let dir = root.join(DATA_DIR);
+            let missing: Vec<&str> = cifar10::required_files().into_iter().filter(|f| !dir.join(f).is_file()).collect();
+            let partial = dir.is_dir() && missing.len() < cifar10::required_files().len();
+            if let Err(e) = ensure_cifar10(&root, &dl, progress) {
+                // A half-installed folder whose completion could not be downloaded: name the file that is missing.
+                return Err(match (partial, missing.first()) {
+                    (true, Some(f)) => DataError::MissingFile { path: dir.join(f), root: root.clone() },
+                    _ => e,
+                });
+            }
             let d = cifar10::read_cifar10(&root)?;
             Ok(Dataset {
                 train: first(d.train, spec.train_size),
