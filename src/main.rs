@@ -10,5 +10,10 @@ static GLOBAL: MiMalloc = MiMalloc;
 mod cli;
 
 fn main() {
+    // `labpipe report | head` must end quietly like other Unix tools, not panic on a closed pipe.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     std::process::exit(cli::main());
 }

@@ -4,11 +4,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn labpipe(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_labpipe")).args(args).current_dir(dir).output().expect("running labpipe")
+    Command::new(env!("CARGO_BIN_EXE_labpipe"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("running labpipe")
 }
 
 fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 /// A small network so the suite stays fast in debug builds; SimpleCNN itself is exercised in `tiny_simple_cnn`.
@@ -51,7 +58,10 @@ fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
 }
 
 fn files_under(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = walk(dir).into_iter().map(|p| p.strip_prefix(dir).unwrap().to_string_lossy().into_owned()).collect();
+    let mut v: Vec<String> = walk(dir)
+        .into_iter()
+        .map(|p| p.strip_prefix(dir).unwrap().to_string_lossy().into_owned())
+        .collect();
     v.sort();
     v
 }
@@ -73,7 +83,12 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 fn stage_dirs(out: &Path, stage: &str) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(out.join("cache").join(stage))
-        .map(|rd| rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -88,7 +103,10 @@ fn tiny_pipeline_end_to_end_then_cached_then_lr_change() {
     let (_, err) = text(&o);
     assert!(o.status.success(), "{err}");
     for stage in ["dataset", "model", "train", "evaluate", "plot"] {
-        assert!(err.contains(&format!("baseline: {stage:<9}ran in")), "{stage} did not run:\n{err}");
+        assert!(
+            err.contains(&format!("baseline: {stage:<9}ran in")),
+            "{stage} did not run:\n{err}"
+        );
     }
 
     // Every artifact, listed by its manifest, exists.
@@ -111,24 +129,49 @@ fn tiny_pipeline_end_to_end_then_cached_then_lr_change() {
         "curves.svg",
         "confusion.png",
     ] {
-        assert!(files.iter().any(|p| p.ends_with(f)), "missing artifact {f} in {files:#?}");
+        assert!(
+            files.iter().any(|p| p.ends_with(f)),
+            "missing artifact {f} in {files:#?}"
+        );
     }
     assert!(files.iter().any(|p| p == "runs/tiny/baseline.json"));
-    assert!(!files.iter().any(|p| p.contains(".partial-") || p.contains(".tmp")), "half-written files: {files:#?}");
+    assert!(
+        !files
+            .iter()
+            .any(|p| p.contains(".partial-") || p.contains(".tmp")),
+        "half-written files: {files:#?}"
+    );
     let history: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(walk(&dir.join("out/cache/train")).into_iter().find(|p| p.ends_with("history.json")).unwrap()).unwrap(),
+        &std::fs::read_to_string(
+            walk(&dir.join("out/cache/train"))
+                .into_iter()
+                .find(|p| p.ends_with("history.json"))
+                .unwrap(),
+        )
+        .unwrap(),
     )
     .unwrap();
     assert_eq!(history["epochs"].as_array().unwrap().len(), 2);
-    assert_eq!(history["epochs"][1]["lr"].as_f64().unwrap(), 0.005, "StepLR halves after epoch 1");
+    assert_eq!(
+        history["epochs"][1]["lr"].as_f64().unwrap(),
+        0.005,
+        "StepLR halves after epoch 1"
+    );
 
     // The report: summary table, accuracy, a figure link that resolves.
     let o = labpipe(dir, &["report", "p.yaml"]);
     let (md, err) = text(&o);
     assert!(o.status.success(), "{err}");
-    assert!(md.contains("Layer (type)") && md.contains("Total params: 5,370"), "{md}");
+    assert!(
+        md.contains("Layer (type)") && md.contains("Total params: 5,370"),
+        "{md}"
+    );
     assert!(md.contains("Test accuracy: "), "{md}");
-    let link = md.split("](").nth(1).and_then(|s| s.split(')').next()).expect("a figure link");
+    let link = md
+        .split("](")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .expect("a figure link");
     assert!(dir.join(link).is_file(), "figure link {link} does not resolve");
 
     // A second identical run trains nothing.
@@ -153,7 +196,11 @@ fn tiny_pipeline_end_to_end_then_cached_then_lr_change() {
 #[test]
 fn tiny_simple_cnn_summary_matches_the_seed() {
     let tmp = tempfile::tempdir().unwrap();
-    write(tmp.path(), "p.yaml", &pipeline("t1", "model:\n  arch: simple_cnn\n", ""));
+    write(
+        tmp.path(),
+        "p.yaml",
+        &pipeline("t1", "model:\n  arch: simple_cnn\n", ""),
+    );
     let o = labpipe(tmp.path(), &["summary", "p.yaml"]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
@@ -163,38 +210,87 @@ fn tiny_simple_cnn_summary_matches_the_seed() {
 fn assert_bad_input(dir: &Path, args: &[&str], needles: &[&str]) {
     let o = labpipe(dir, args);
     let (_, err) = text(&o);
-    assert_eq!(o.status.code(), Some(2), "expected exit 2 for {args:?}, stderr:\n{err}");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "expected exit 2 for {args:?}, stderr:\n{err}"
+    );
     for n in needles {
         assert!(err.contains(n), "expected `{n}` in:\n{err}");
     }
-    assert!(!dir.join("out").exists() || files_under(&dir.join("out")).is_empty(), "bad input wrote to out/");
+    assert!(
+        !dir.join("out").exists() || files_under(&dir.join("out")).is_empty(),
+        "bad input wrote to out/"
+    );
 }
 
 #[test]
 fn bad_pipeline_files_exit_2_with_located_messages() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    assert_bad_input(dir, &["run", "missing.yaml"], &["cannot read pipeline file `missing.yaml`", "pipelines/quickstart.yaml"]);
+    assert_bad_input(
+        dir,
+        &["run", "missing.yaml"],
+        &[
+            "cannot read pipeline file `missing.yaml`",
+            "pipelines/quickstart.yaml",
+        ],
+    );
 
     let good = pipeline("bad", SMALL_MODEL, "");
-    write(dir, "syntax.yaml", &good.replace("optimizer: {name: adam, lr: 0.01}", "optimizer: {name: adam, lr: 0.01"));
+    write(
+        dir,
+        "syntax.yaml",
+        &good.replace(
+            "optimizer: {name: adam, lr: 0.01}",
+            "optimizer: {name: adam, lr: 0.01",
+        ),
+    );
     assert_bad_input(dir, &["run", "syntax.yaml"], &["syntax.yaml:"]);
 
     write(dir, "unknown.yaml", &good.replace("  seed: 1", "  sead: 1"));
-    assert_bad_input(dir, &["run", "unknown.yaml"], &["unknown field `sead`", "unknown.yaml:24:3", "did you mean `seed`?"]);
+    assert_bad_input(
+        dir,
+        &["run", "unknown.yaml"],
+        &[
+            "unknown field `sead`",
+            "unknown.yaml:24:3",
+            "did you mean `seed`?",
+        ],
+    );
 
     write(dir, "type.yaml", &good.replace("epochs: 2", "epochs: two"));
     assert_bad_input(dir, &["run", "type.yaml"], &["type.yaml:20:11"]);
 
     write(dir, "zero.yaml", &good.replace("epochs: 2", "epochs: 0"));
-    assert_bad_input(dir, &["run", "zero.yaml"], &["`train.epochs` must be at least 1", "zero.yaml:20:11", "20 |   epochs: 0"]);
+    assert_bad_input(
+        dir,
+        &["run", "zero.yaml"],
+        &[
+            "`train.epochs` must be at least 1",
+            "zero.yaml:20:11",
+            "20 |   epochs: 0",
+        ],
+    );
 
     write(dir, "shape.yaml", &good.replace("    - flatten\n", ""));
-    assert_bad_input(dir, &["run", "shape.yaml"], &["add `flatten` before it", "shape.yaml:17:"]);
+    assert_bad_input(
+        dir,
+        &["run", "shape.yaml"],
+        &["add `flatten` before it", "shape.yaml:17:"],
+    );
 
     write(dir, "ok.yaml", &good);
-    assert_bad_input(dir, &["run", "ok.yaml", "-S", "train.optimiser.lr=1"], &["did you mean `train.optimizer.lr`?"]);
-    assert_bad_input(dir, &["run", "ok.yaml", "--only", "nothing*"], &["no run of `ok.yaml` matches"]);
+    assert_bad_input(
+        dir,
+        &["run", "ok.yaml", "-S", "train.optimiser.lr=1"],
+        &["did you mean `train.optimizer.lr`?"],
+    );
+    assert_bad_input(
+        dir,
+        &["run", "ok.yaml", "--only", "nothing*"],
+        &["no run of `ok.yaml` matches"],
+    );
 }
 
 #[test]
@@ -205,8 +301,10 @@ fn missing_and_truncated_cifar_files_exit_1_naming_the_file() {
     let ds = labpipe::data::synthetic::generate(30, 10);
     labpipe::data::cifar10::write_cifar10(&root, &ds, 10).unwrap();
     // Point the download at a closed port so a missing file can never be fetched.
-    let yaml = pipeline("c", SMALL_MODEL, "")
-        .replace("  dataset: synthetic\n  train_size: 200\n  test_size: 60\n  val_split: 40\n", "  dataset: cifar10\n  root: cifar\n  url: http://127.0.0.1:9/cifar.tar.gz\n  val_split: 10\n");
+    let yaml = pipeline("c", SMALL_MODEL, "").replace(
+        "  dataset: synthetic\n  train_size: 200\n  test_size: 60\n  val_split: 40\n",
+        "  dataset: cifar10\n  root: cifar\n  url: http://127.0.0.1:9/cifar.tar.gz\n  val_split: 10\n",
+    );
     write(dir, "c.yaml", &yaml);
 
     let batch = root.join("cifar-10-batches-bin/data_batch_2.bin");
@@ -215,8 +313,16 @@ fn missing_and_truncated_cifar_files_exit_1_naming_the_file() {
     let o = labpipe(dir, &["run", "c.yaml"]);
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("data_batch_2.bin") && err.contains("multiple of 3073"), "{err}");
-    assert!(!files_under(&dir.join("out")).iter().any(|f| f.ends_with("split.json")), "no dataset artifacts on failure");
+    assert!(
+        err.contains("data_batch_2.bin") && err.contains("multiple of 3073"),
+        "{err}"
+    );
+    assert!(
+        !files_under(&dir.join("out"))
+            .iter()
+            .any(|f| f.ends_with("split.json")),
+        "no dataset artifacts on failure"
+    );
 
     std::fs::remove_file(&batch).unwrap();
     let o = labpipe(dir, &["run", "c.yaml"]);

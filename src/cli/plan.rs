@@ -11,6 +11,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+/// The stages a stage's key says it consumes.
+fn upstream(key: &labpipe::cache::StageKey) -> Vec<String> {
+    key.input["inputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["stage"].as_str().map(String::from))
+        .collect()
+}
+
 pub fn plan(
     pipelines: &[Pipeline],
     only: &Option<String>,
@@ -35,7 +45,7 @@ pub fn plan(
                 .map_err(|e| Exit::BadInput(format!("error: run `{}`: {e}", run.name)))?;
             let previous = RunRecord::load(out, &p.name, &run.name);
             println!("  {}", run.name);
-            let mut upstream_runs: Option<&str> = None;
+            let mut will_run: Vec<&str> = Vec::new();
             for (i, key) in keys.all().into_iter().enumerate() {
                 let stage = STAGES[i];
                 let state = match store.lookup(key) {
@@ -43,8 +53,14 @@ pub fn plan(
                     Err(miss) => {
                         let why = match (&miss, &previous) {
                             (Miss::Corrupt(w), _) => format!("artifact damaged: {w}"),
-                            (Miss::Absent, _) if upstream_runs.is_some() => {
-                                format!("upstream stage `{}` will run", upstream_runs.unwrap_or_default())
+                            (Miss::Absent, _)
+                                if upstream(key).iter().any(|u| will_run.contains(&u.as_str())) =>
+                            {
+                                let ups: Vec<String> = upstream(key)
+                                    .into_iter()
+                                    .filter(|u| will_run.contains(&u.as_str()))
+                                    .collect();
+                                format!("upstream stage `{}` will run", ups.join("`, `"))
                             }
                             (Miss::Absent, Some(rec)) => {
                                 let old = rec.keys.all()[i];
@@ -61,9 +77,7 @@ pub fn plan(
                             }
                             (Miss::Absent, None) => "new run".into(),
                         };
-                        if upstream_runs.is_none() {
-                            upstream_runs = Some(stage);
-                        }
+                        will_run.push(stage);
                         if stage == "train" {
                             let images = run.train.epochs as u128
                                 * run.data.train_size.unwrap_or(

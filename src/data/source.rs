@@ -67,12 +67,18 @@ pub fn load(spec: &DataSpec, progress: bool) -> Result<Dataset, DataError> {
                 dl.url = url.clone();
             }
             let dir = root.join(DATA_DIR);
-            let missing: Vec<&str> = cifar10::required_files().into_iter().filter(|f| !dir.join(f).is_file()).collect();
+            let missing: Vec<&str> = cifar10::required_files()
+                .into_iter()
+                .filter(|f| !dir.join(f).is_file())
+                .collect();
             let partial = dir.is_dir() && missing.len() < cifar10::required_files().len();
             if let Err(e) = ensure_cifar10(&root, &dl, progress) {
                 // A half-installed folder whose completion could not be downloaded: name the file that is missing.
                 return Err(match (partial, missing.first()) {
-                    (true, Some(f)) => DataError::MissingFile { path: dir.join(f), root: root.clone() },
+                    (true, Some(f)) => DataError::MissingFile {
+                        path: dir.join(f),
+                        root: root.clone(),
+                    },
                     _ => e,
                 });
             }

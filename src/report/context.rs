@@ -119,6 +119,21 @@ pub struct Comparison {
     pub cols: Vec<String>,
     /// Run names per cell (`cells[row][col]`), None when no run has those values.
     pub cells: Vec<Vec<Option<String>>>,
+    /// Validation curves of every run in the table overlaid (PNG link), once they have histories.
+    pub overlay: Option<String>,
+}
+
+/// A named variant compared with the baseline (the seed's tables 7a and 7b).
+#[derive(Debug, Clone, Serialize)]
+pub struct VariantComparison {
+    /// The experiment's name (`no_normalization`).
+    pub experiment: String,
+    /// Its run's name.
+    pub run: String,
+    /// The overrides that define it, as `path = value` text.
+    pub changes: Vec<String>,
+    /// Baseline and variant validation curves overlaid (PNG link).
+    pub overlay: Option<String>,
 }
 
 /// One pipeline's runs.
@@ -132,6 +147,10 @@ pub struct PipelineView {
     pub run: BTreeMap<String, RunView>,
     /// Matrix comparisons.
     pub comparisons: Vec<Comparison>,
+    /// The baseline run's name: the run of the experiment named `baseline`, else the first run.
+    pub baseline: Option<String>,
+    /// Named variants other than the baseline, each to be compared with it.
+    pub variants: Vec<VariantComparison>,
 }
 
 /// The whole context.
@@ -348,6 +367,42 @@ impl ContextBuilder<'_> {
         }
     }
 
+    /// Draw the validation curves of `runs` in one figure (when at least two have histories).
+    fn overlay(
+        &self,
+        pipeline: &str,
+        what: &str,
+        runs: &[String],
+        views: &BTreeMap<String, RunView>,
+    ) -> Option<String> {
+        let series: Vec<(String, &TrainHistory)> = runs
+            .iter()
+            .filter_map(|r| Some((r.clone(), views.get(r)?.history.as_ref()?)))
+            .collect();
+        if series.len() < 2 {
+            return None;
+        }
+        let base =
+            crate::pipeline::record::file_name(&format!("{pipeline}__{what}__overlay")).replace(".json", "");
+        let (dir, rel_prefix) = match &self.links {
+            FigureLinks::InPlace => (
+                self.out.join("figures"),
+                format!("{}/figures/", self.out.to_string_lossy().replace('\\', "/")),
+            ),
+            FigureLinks::CopyTo(d) => (d.join("figures"), "figures/".to_string()),
+        };
+        std::fs::create_dir_all(&dir).ok()?;
+        let title = format!("{pipeline}: {what} — validation curves");
+        super::figures::draw_overlay(
+            &series,
+            &title,
+            &dir.join(format!("{base}.svg")),
+            &dir.join(format!("{base}.png")),
+        )
+        .ok()?;
+        Some(format!("{rel_prefix}{base}.png"))
+    }
+
     fn run_view(&mut self, rec: Option<&RunRecord>, spec: &RunSpec) -> RunView {
         let store = Store::new(self.out);
         let mut view = RunView {
@@ -471,13 +526,48 @@ impl ContextBuilder<'_> {
                 }
             }
             let specs: Vec<&RunSpec> = runs.iter().map(|(_, s)| s).collect();
+            let baseline = specs
+                .iter()
+                .find(|s| s.memberships.iter().any(|m| m.experiment == "baseline"))
+                .or(specs.first())
+                .map(|s| s.name.clone());
+            let mut comps = comparisons(&specs);
+            for c in &mut comps {
+                let names: Vec<String> = c.cells.iter().flatten().flatten().cloned().collect();
+                c.overlay = self.overlay(&name, &c.experiment, &names, &by_name);
+            }
+            let mut variants = Vec::new();
+            for s in &specs {
+                if Some(&s.name) == baseline.as_ref() {
+                    continue;
+                }
+                for m in s
+                    .memberships
+                    .iter()
+                    .filter(|m| m.axes.is_empty() && m.experiment != "baseline")
+                {
+                    let names: Vec<String> = baseline.iter().cloned().chain([s.name.clone()]).collect();
+                    variants.push(VariantComparison {
+                        experiment: m.experiment.clone(),
+                        run: s.name.clone(),
+                        changes: s
+                            .overrides
+                            .iter()
+                            .map(|(k, v)| format!("{k} = {}", crate::spec::canonical_json(v)))
+                            .collect(),
+                        overlay: self.overlay(&name, &m.experiment, &names, &by_name),
+                    });
+                }
+            }
             out.insert(
                 name.clone(),
                 PipelineView {
                     name,
                     runs: views,
                     run: by_name,
-                    comparisons: comparisons(&specs),
+                    comparisons: comps,
+                    baseline,
+                    variants,
                 },
             );
         }
@@ -552,6 +642,7 @@ pub fn comparisons(runs: &[&RunSpec]) -> Vec<Comparison> {
             rows,
             cols,
             cells,
+            overlay: None,
         });
     }
     out
