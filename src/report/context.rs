@@ -593,7 +593,7 @@ fn label(v: &Value) -> String {
 
 /// Matrix comparisons from the runs' memberships: rows from the first axis, columns from the second.
 pub fn comparisons(runs: &[&RunSpec]) -> Vec<Comparison> {
-    type Entries = Vec<(Vec<(String, Value)>, String)>;
+    type Entries = Vec<(usize, Vec<(String, Value)>, String)>;
     let mut by_exp: BTreeMap<String, Entries> = BTreeMap::new();
     let mut exp_order = Vec::new();
     for r in runs {
@@ -607,12 +607,16 @@ pub fn comparisons(runs: &[&RunSpec]) -> Vec<Comparison> {
             by_exp
                 .entry(m.experiment.clone())
                 .or_default()
-                .push((m.axes.clone(), r.name.clone()));
+                .push((m.order, m.axes.clone(), r.name.clone()));
         }
     }
     let mut out = Vec::new();
     for exp in exp_order {
-        let entries = &by_exp[&exp];
+        let mut sorted = by_exp[&exp].clone();
+        sorted.sort_by_key(|e| e.0);
+        let entries: Vec<(Vec<(String, Value)>, String)> =
+            sorted.into_iter().map(|(_, a, r)| (a, r)).collect();
+        let entries = &entries;
         let axes: Vec<String> = entries[0].0.iter().map(|(k, _)| k.clone()).collect();
         let mut rows: Vec<String> = Vec::new();
         let mut cols: Vec<String> = Vec::new();

@@ -83,6 +83,10 @@ fn environment(figs: Arc<Mutex<Figures>>) -> Environment<'static> {
     env.add_filter("fixed", |v: f64, d: Option<usize>| fixed(v, d));
     env.add_filter("mb", |v: f64| mb(v));
     env.add_filter("duration", |v: f64| duration(v));
+    // `train.optimizer.lr` → `lr`.
+    env.add_filter("leaf", |v: String| {
+        v.rsplit('.').next().unwrap_or_default().to_string()
+    });
     let f = figs.clone();
     // figure(key) → its number, assigned in the order figures are shown.
     env.add_function("figure", move |key: String| -> Result<usize, Error> {

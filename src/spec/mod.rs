@@ -102,6 +102,8 @@ pub struct Membership {
     pub name: String,
     /// For matrix experiments, each axis path and this variant's value on it.
     pub axes: Vec<(String, Value)>,
+    /// Position of the variant in the expansion (declaration order), so tables keep the file's order.
+    pub order: usize,
 }
 
 /// A loaded pipeline: its file, its runs in declaration order.
@@ -162,7 +164,7 @@ pub fn load_str(path: &Path, text: &str, cli_overrides: &[String]) -> Result<Pip
     let variants = expand_experiments(&ctx, file.experiments.as_ref(), &mut diags);
 
     let mut runs: Vec<RunSpec> = Vec::new();
-    for variant in variants {
+    for (order, variant) in variants.into_iter().enumerate() {
         let mut value = base.clone();
         let mut ok = true;
         for (key, v) in variant.overrides.iter().chain(cli.iter()) {
@@ -219,6 +221,7 @@ pub fn load_str(path: &Path, text: &str, cli_overrides: &[String]) -> Result<Pip
             experiment: variant.experiment.clone().unwrap_or_else(|| variant.name.clone()),
             name: variant.name.clone(),
             axes: variant.axes.clone(),
+            order,
         };
         if let Some(existing) = runs.iter_mut().find(|r| r.id == id) {
             existing.aliases.push(variant.name.clone());
