@@ -1,7 +1,10 @@
-//! Access to the f32 elements behind CPU tensors and storages, for the ops' hand-written kernels.
+//! Access to the f32 elements behind CPU tensors and storages, and per-thread scratch memory, for the
+//! ops' hand-written kernels.
+
+use std::cell::RefCell;
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, DType, Device, Layout, Result, Storage, Tensor, bail};
+use candle_core::{CpuStorage, DType, Device, Layout, Result, Storage, StorageRef, Tensor, bail};
 
 /// The contiguous f32 elements a CPU storage region describes, or an error naming `op`.
 pub(crate) fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
@@ -18,17 +21,65 @@ pub(crate) fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, op: &
     }
 }
 
+/// A read lock on a contiguous f32 CPU tensor's storage, exposing its elements.
+pub(crate) struct CpuF32<'a> {
+    storage: StorageRef<'a>,
+    start: usize,
+    end: usize,
+}
+
+impl<'a> CpuF32<'a> {
+    /// Lock `t`, which must be a contiguous f32 CPU tensor (else an error naming `op`).
+    pub(crate) fn lock(t: &'a Tensor, op: &str) -> Result<Self> {
+        let (storage, layout) = t.storage_and_layout();
+        let (start, end) = match &*storage {
+            Storage::Cpu(cpu) => {
+                let data = contiguous_f32(cpu, layout, op)?;
+                let base = layout.start_offset();
+                (base, base + data.len())
+            }
+            _ => bail!("{op}: expected a CPU tensor, got {:?}", t.device().location()),
+        };
+        Ok(Self { storage, start, end })
+    }
+
+    /// The tensor's elements in row-major order.
+    pub(crate) fn as_slice(&self) -> &[f32] {
+        match &*self.storage {
+            Storage::Cpu(CpuStorage::F32(data)) => &data[self.start..self.end],
+            // `lock` admitted only f32 CPU storage, and the lock keeps it so.
+            _ => &[],
+        }
+    }
+}
+
 /// Run `f` on the contiguous f32 elements of the CPU tensor `t` (copied first if it is strided).
 pub(crate) fn with_f32<R>(t: &Tensor, op: &str, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
     let t = t.contiguous()?;
-    let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        Storage::Cpu(cpu) => f(contiguous_f32(cpu, layout, op)?),
-        _ => bail!("{op}: expected a CPU tensor, got {:?}", t.device().location()),
-    }
+    let data = CpuF32::lock(&t, op)?;
+    f(data.as_slice())
 }
 
 /// Whether the hand-written CPU kernels apply: an f32 tensor on the CPU.
 pub(crate) fn is_cpu_f32(t: &Tensor) -> bool {
     matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Run `f` with this thread's reusable buffer of `len` floats (contents unspecified: callers overwrite
+/// what they read). Reusing it spares the allocator and the kernel's page zeroing on every call.
+pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
+            f(&mut buf[..len])
+        }
+        // Re-entered on this thread (a rayon worker ran another op's task while waiting): use a fresh one.
+        Err(_) => f(&mut vec![0.0; len]),
+    })
 }
