@@ -4,7 +4,7 @@
 //! gradient by 1/(k·k); this op replaces it. On the CPU (f32) it is a custom op that records the
 //! argmax of every window; elsewhere it is composed of Candle ops so autograd derives the gradient.
 
-use std::sync::Mutex;
+use std::sync::OnceLock;
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
@@ -74,7 +74,7 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> R
     if is_cpu_f32(x) {
         x.contiguous()?.apply_op1(MaxPool2d {
             window,
-            argmax: Mutex::new(None),
+            argmax: OnceLock::new(),
         })
     } else {
         max_pool2d_composed(x, window)
@@ -85,7 +85,7 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> R
 /// element it took (what the backward routes the gradient to).
 struct MaxPool2d {
     window: PoolWindow,
-    argmax: Mutex<Option<Vec<u32>>>,
+    argmax: OnceLock<Vec<u32>>,
 }
 
 impl CustomOp1 for MaxPool2d {
@@ -105,21 +105,16 @@ impl CustomOp1 for MaxPool2d {
                 .zip(x.par_chunks(h * w))
                 .for_each(|((out, argmax), plane)| pool_plane(plane, h, w, self.window, out, argmax));
         }
-        *self
-            .argmax
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("max_pool2d: poisoned lock".into()))? = Some(argmax);
+        if self.argmax.set(argmax).is_err() {
+            bail!("max_pool2d: an op instance ran its forward pass twice")
+        }
         Ok((CpuStorage::F32(out), Shape::from((n, c, oh, ow))))
     }
 
     fn bwd(&self, arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         let (n, c, h, w) = arg.dims4()?;
         let (_, _, oh, ow) = res.dims4()?;
-        let guard = self
-            .argmax
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("max_pool2d: poisoned lock".into()))?;
-        let Some(argmax) = guard.as_ref() else {
+        let Some(argmax) = self.argmax.get() else {
             bail!("max_pool2d: backward called before the forward pass")
         };
         let mut dx = vec![0f32; n * c * h * w];
