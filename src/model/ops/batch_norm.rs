@@ -10,6 +10,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
 use super::cpu_data::{CpuF32, contiguous_f32, is_cpu_f32};
+use super::lanes;
 
 /// Normalize `x` `[N, C, ...]` per channel over the batch, then scale by `weight` and shift by `bias`
 /// (both `[C]`). Returns (y, batch mean `[C]`, biased batch variance `[C]`); the statistics are detached.
@@ -126,11 +127,11 @@ fn channel_stats(x: &[f32], (n, c, l): (usize, usize, usize)) -> Vec<(f64, f64)>
         .into_par_iter()
         .map(|ch| {
             let planes = || (0..n).map(move |i| &x[(i * c + ch) * l..][..l]);
-            let sum: f64 = planes().map(|p| p.iter().sum::<f32>() as f64).sum();
+            let sum: f64 = planes().map(|p| lanes::sum(p) as f64).sum();
             let mean = sum / count;
             let m = mean as f32;
             let sq: f64 = planes()
-                .map(|p| p.iter().map(|v| (v - m) * (v - m)).sum::<f32>() as f64)
+                .map(|p| lanes::sum_map(p, |v| (v - m) * (v - m)) as f64)
                 .sum();
             (mean, sq / count)
         })
@@ -226,12 +227,10 @@ impl CustomOp3 for BatchNorm {
                 for i in 0..n {
                     let at = (i * c + ch) * l;
                     let (x, g, y) = (&xs[at..][..l], &gs[at..][..l], &ys[at..][..l]);
-                    let (mut a, mut b) = (0f32, 0f32);
-                    for ((&x, &g), &y) in x.iter().zip(g).zip(y) {
+                    let (a, b) = lanes::sum2_zip3(x, g, y, |x, g, y| {
                         let d = dy(g, y);
-                        a += d;
-                        b += d * (x - m);
-                    }
+                        (d, d * (x - m))
+                    });
                     sum_dy += a as f64;
                     sum_dy_xhat += b as f64 * s as f64;
                 }

@@ -13,6 +13,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::cpu_data::{CpuF32, contiguous_f32, is_cpu_f32, with_scratch};
+use super::lanes;
 
 /// Output maps with at least this many pixels are convolved image by image; smaller ones batch-wide.
 const PER_IMAGE_MIN_PIXELS: usize = 64;
@@ -443,7 +444,7 @@ fn backward_per_image(
                 let dy_m = Mat::row_major(dy_i, s.cout, p);
                 matmul(&mut dw, k, true, dy_m, Mat::row_major(col, k, p).t(), 1);
                 for (acc, row) in db.iter_mut().zip(dy_i.chunks_exact(p)) {
-                    *acc += row.iter().sum::<f32>();
+                    *acc += lanes::sum(row);
                 }
                 if let Some(dx) = dx.as_deref_mut() {
                     let dx_i = &mut dx[j * s.in_image()..][..s.in_image()];
@@ -510,7 +511,7 @@ fn backward_batched(
         matmul(&mut dw, k, false, dy_m, Mat::row_major(col, k, np).t(), threads);
         if let Some(db) = db.as_mut() {
             for (acc, row) in db.iter_mut().zip(dy_wide.chunks_exact(np)) {
-                *acc = row.iter().sum();
+                *acc = lanes::sum(row);
             }
         }
         if let Some(dx) = dx.as_mut() {

@@ -3,6 +3,7 @@
 pub mod batch_norm;
 pub mod conv;
 mod cpu_data;
+mod lanes;
 pub mod max_pool;
 
 pub use batch_norm::{batch_norm_relu_train, batch_norm_train};
