@@ -319,6 +319,18 @@ impl ResNet18 {
     }
 }
 
+/// CPU seconds (user + system) this process has used so far, from /proc (0 where unavailable).
+/// On a shared machine wall time swings with other load; CPU time per step swings far less.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name: utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Clock ticks are 1/100 s on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// A network's forward pass, whichever network it is.
 type Forward = dyn Fn(&Tensor) -> Result<Tensor>;
 
@@ -349,7 +361,11 @@ fn bench(name: &str, batch: usize, imp: Impl, steps: usize, adam: bool) -> Resul
     let y = Tensor::from_vec(labels, batch, &Device::Cpu)?;
     let (mut fwd, mut bwd, mut step, mut total) = (vec![], vec![], vec![], vec![]);
     let mut last_loss = 0f32;
+    let mut cpu_start = 0.0;
     for i in 0..steps + 3 {
+        if i == 3 {
+            cpu_start = cpu_seconds();
+        }
         let t0 = Instant::now();
         let loss = candle_nn::loss::cross_entropy(&forward(&x)?, &y)?;
         let t1 = Instant::now();
@@ -369,12 +385,14 @@ fn bench(name: &str, batch: usize, imp: Impl, steps: usize, adam: bool) -> Resul
             total.push((t3 - t0).as_secs_f64());
         }
     }
+    let cpu_per_step = (cpu_seconds() - cpu_start) / steps as f64;
     let t = median(&mut total);
     println!(
-        "{name:<7} b{batch:<4} {:<20} {:>7.1} img/s  step {:>6.1} ms  (fwd {:>6.1}  bwd {:>6.1}  {} {:>5.1} ms)  loss {last_loss:.3}",
+        "{name:<7} b{batch:<4} {:<20} {:>7.1} img/s  step {:>6.1} ms  cpu {:>6.1} ms  (fwd {:>6.1}  bwd {:>6.1}  {} {:>5.1} ms)  loss {last_loss:.3}",
         imp.label(),
         batch as f64 / t,
         t * 1e3,
+        cpu_per_step * 1e3,
         median(&mut fwd) * 1e3,
         median(&mut bwd) * 1e3,
         if adam { "adam" } else { "rest" },

@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::cpu_data::{CpuF32, contiguous_f32, is_cpu_f32};
+use super::cpu_data::{CpuF32, contiguous_f32, is_cpu_f32, par_filled};
 use super::lanes;
 
 /// Normalize `x` `[N, C, ...]` per channel over the batch, then scale by `weight` and shift by `bias`
@@ -175,20 +175,15 @@ impl CustomOp3 for BatchNorm {
             .zip(&scale)
             .map(|((b, m), s)| b - m * s)
             .collect();
-        let mut y = vec![0f32; x.len()];
-        if l > 0 {
-            y.par_chunks_mut(l)
-                .zip(x.par_chunks(l))
-                .enumerate()
-                .for_each(|(plane, (y, x))| {
-                    let (sc, sh) = (scale[plane % c], shift[plane % c]);
-                    if self.relu {
-                        y.iter_mut().zip(x).for_each(|(y, x)| *y = (x * sc + sh).max(0.0));
-                    } else {
-                        y.iter_mut().zip(x).for_each(|(y, x)| *y = x * sc + sh);
-                    }
-                });
-        }
+        let y = par_filled(x.len(), l, |plane, y| {
+            let (sc, sh) = (scale[plane % c], shift[plane % c]);
+            let x = &x[plane * l..][..l];
+            if self.relu {
+                y.iter_mut().zip(x).for_each(|(y, x)| *y = (x * sc + sh).max(0.0));
+            } else {
+                y.iter_mut().zip(x).for_each(|(y, x)| *y = x * sc + sh);
+            }
+        });
         if self.stats.set(Stats { mean, inv_std, var }).is_err() {
             bail!("batch_norm: an op instance ran its forward pass twice")
         }
@@ -239,21 +234,18 @@ impl CustomOp3 for BatchNorm {
             .collect();
         // Pass 2: dx = w·σ⁻¹·(dy − mean(dy) − x̂·mean(dy·x̂)).
         let count = (n * l) as f64;
-        let mut dx = vec![0f32; xs.len()];
-        if l > 0 {
-            dx.par_chunks_mut(l).enumerate().for_each(|(plane, dx)| {
-                let ch = plane % c;
-                let (m, s) = (stats.mean[ch], stats.inv_std[ch]);
-                let k = ws[ch] * s;
-                let mean_dy = (sums[ch].0 / count) as f32;
-                let mean_dy_xhat = (sums[ch].1 / count) as f32;
-                let at = plane * l;
-                let (x, g, y) = (&xs[at..][..l], &gs[at..][..l], &ys[at..][..l]);
-                for (((dx, &x), &g), &y) in dx.iter_mut().zip(x).zip(g).zip(y) {
-                    *dx = k * (dy(g, y) - mean_dy - (x - m) * s * mean_dy_xhat);
-                }
-            });
-        }
+        let dx = par_filled(xs.len(), l, |plane, dx| {
+            let ch = plane % c;
+            let (m, s) = (stats.mean[ch], stats.inv_std[ch]);
+            let k = ws[ch] * s;
+            let mean_dy = (sums[ch].0 / count) as f32;
+            let mean_dy_xhat = (sums[ch].1 / count) as f32;
+            let at = plane * l;
+            let (x, g, y) = (&xs[at..][..l], &gs[at..][..l], &ys[at..][..l]);
+            for (((dx, &x), &g), &y) in dx.iter_mut().zip(x).zip(g).zip(y) {
+                *dx = k * (dy(g, y) - mean_dy - (x - m) * s * mean_dy_xhat);
+            }
+        });
         let device = x.device();
         let dw: Vec<f32> = sums.iter().map(|s| s.1 as f32).collect();
         let db: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();

@@ -12,7 +12,10 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tenso
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::cpu_data::{CpuF32, contiguous_f32, is_cpu_f32, with_scratch};
+use std::borrow::Cow;
+use std::sync::Mutex;
+
+use super::cpu_data::{CpuF32, contiguous_f32, is_cpu_f32, par_filled, with_scratch};
 use super::lanes;
 
 /// Output maps with at least this many pixels are convolved image by image; smaller ones batch-wide.
@@ -72,7 +75,7 @@ fn conv2d_candle(
 }
 
 /// Every size a convolution needs, checked once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct ConvShape {
     n: usize,
     cin: usize,
@@ -85,6 +88,10 @@ struct ConvShape {
     padding: usize,
     oh: usize,
     ow: usize,
+    /// The kernel taps (ky, kx) that read at least one input pixel. The others only ever see padding
+    /// (e.g. the outer ring of a 3×3 kernel on a 1×1 map): they add nothing to the output and get a
+    /// zero gradient, so they are left out of the GEMMs (8/9 of the work for ResNet's layer4).
+    taps: Vec<(usize, usize)>,
 }
 
 impl ConvShape {
@@ -104,7 +111,7 @@ impl ConvShape {
         if h + 2 * padding < kh || wd + 2 * padding < kw {
             bail!("conv2d: input {h}x{wd} with padding {padding} is smaller than the kernel {kh}x{kw}")
         }
-        Ok(Self {
+        let mut s = Self {
             n,
             cin,
             h,
@@ -116,12 +123,27 @@ impl ConvShape {
             padding,
             oh: (h + 2 * padding - kh) / stride + 1,
             ow: (wd + 2 * padding - kw) / stride + 1,
-        })
+            taps: Vec::new(),
+        };
+        s.taps = (0..kh)
+            .flat_map(|ky| (0..kw).map(move |kx| (ky, kx)))
+            .filter(|&(ky, kx)| {
+                let (y_lo, y_hi) = s.tap_range(ky, s.oh, s.h);
+                let (x_lo, x_hi) = s.tap_range(kx, s.ow, s.w);
+                y_lo < y_hi && x_lo < x_hi
+            })
+            .collect();
+        Ok(s)
     }
 
-    /// Rows of the im2col matrix (the GEMM depth of the forward pass).
+    /// Rows of the im2col matrix (the GEMM depth of the forward pass): input channels × live taps.
     fn k(&self) -> usize {
-        self.cin * self.kh * self.kw
+        self.cin * self.taps.len()
+    }
+
+    /// Whether every kernel tap is live (the weight needs no compaction).
+    fn all_taps(&self) -> bool {
+        self.taps.len() == self.kh * self.kw
     }
 
     /// Output pixels per image.
@@ -146,6 +168,12 @@ impl ConvShape {
         self.p() >= PER_IMAGE_MIN_PIXELS
     }
 
+    /// (input channel, ky, kx) of im2col row `r`.
+    fn tap(&self, r: usize) -> (usize, usize, usize) {
+        let (ky, kx) = self.taps[r % self.taps.len()];
+        (r / self.taps.len(), ky, kx)
+    }
+
     /// The output positions `[lo, hi)` along an axis of `len` inputs (and `out` outputs) whose kernel tap
     /// `tap` lands inside the image rather than on the zero border.
     fn tap_range(&self, tap: usize, out: usize, len: usize) -> (usize, usize) {
@@ -157,6 +185,38 @@ impl ConvShape {
             0
         };
         (lo.min(hi), hi)
+    }
+
+    /// The weight as the `[cout, k]` GEMM operand: `w` itself, or its live-tap columns.
+    fn weight_matrix<'a>(&self, w: &'a [f32]) -> Cow<'a, [f32]> {
+        if self.all_taps() {
+            return Cow::Borrowed(w);
+        }
+        let per_out = self.cin * self.kh * self.kw;
+        let mut m = Vec::with_capacity(self.cout * self.k());
+        for co in 0..self.cout {
+            for r in 0..self.k() {
+                let (c, ky, kx) = self.tap(r);
+                m.push(w[co * per_out + (c * self.kh + ky) * self.kw + kx]);
+            }
+        }
+        Cow::Owned(m)
+    }
+
+    /// The weight gradient `[cout, Cin·KH·KW]` from its live-tap columns `[cout, k]` (dead taps get 0).
+    fn full_weight_grad(&self, dw: Vec<f32>) -> Vec<f32> {
+        if self.all_taps() {
+            return dw;
+        }
+        let per_out = self.cin * self.kh * self.kw;
+        let mut full = vec![0f32; self.cout * per_out];
+        for (co, row) in dw.chunks_exact(self.k()).enumerate() {
+            for (r, &v) in row.iter().enumerate() {
+                let (c, ky, kx) = self.tap(r);
+                full[co * per_out + (c * self.kh + ky) * self.kw + kx] = v;
+            }
+        }
+        full
     }
 
     /// Fill one im2col row (`p` values): tap (`ky`, `kx`) of one input `plane` at every output pixel.
@@ -214,22 +274,38 @@ impl ConvShape {
 
     /// Scatter-add one image's column gradient `[k, p]` into its input gradient.
     fn col2im_image(&self, dcol: &[f32], image: &mut [f32]) {
-        let hw = self.h * self.w;
-        let taps = self.kh * self.kw;
-        for (c, plane) in image.chunks_exact_mut(hw).enumerate() {
-            for t in 0..taps {
-                let r = c * taps + t;
-                self.col2im_row(&dcol[r * self.p()..][..self.p()], t / self.kw, t % self.kw, plane);
-            }
+        let (p, hw) = (self.p(), self.h * self.w);
+        for (r, row) in dcol.chunks_exact(p).enumerate() {
+            let (c, ky, kx) = self.tap(r);
+            self.col2im_row(row, ky, kx, &mut image[c * hw..][..hw]);
         }
     }
 
-    /// (input channel, ky, kx) of im2col row `r`.
-    fn tap(&self, r: usize) -> (usize, usize, usize) {
-        let taps = self.kh * self.kw;
-        (r / taps, (r % taps) / self.kw, r % self.kw)
+    /// For small maps: per live tap `a` and output pixel `q`, the offset in an input plane that tap reads
+    /// at that pixel, or [`PADDING`]. Gathering through it beats row copies of 1–16 elements.
+    fn gather_table(&self) -> Vec<u32> {
+        let (s, pad) = (self.stride as isize, self.padding as isize);
+        let mut table = Vec::with_capacity(self.taps.len() * self.p());
+        for &(ky, kx) in &self.taps {
+            for oy in 0..self.oh {
+                for ox in 0..self.ow {
+                    let iy = oy as isize * s + ky as isize - pad;
+                    let ix = ox as isize * s + kx as isize - pad;
+                    let inside = (0..self.h as isize).contains(&iy) && (0..self.w as isize).contains(&ix);
+                    table.push(if inside {
+                        (iy as usize * self.w + ix as usize) as u32
+                    } else {
+                        PADDING
+                    });
+                }
+            }
+        }
+        table
     }
 }
+
+/// A [`ConvShape::gather_table`] entry for a tap that falls on the zero padding.
+const PADDING: u32 = u32::MAX;
 
 /// A read-only strided matrix: element (i, j) is `data[i·rs + j·cs]`.
 #[derive(Clone, Copy)]
@@ -267,19 +343,31 @@ impl<'a> Mat<'a> {
     }
 }
 
-/// `dst = a·b` (or `dst += a·b` when `accumulate`), `dst` row-major with rows `dst_rs` apart; `threads`
-/// above 1 lets the GEMM itself use rayon.
-fn matmul(dst: &mut [f32], dst_rs: usize, accumulate: bool, a: Mat, b: Mat, threads: usize) {
+/// `dst = a·b` (or `dst += a·b` when `accumulate`), element (i, j) of `dst` at `i·dst.0 + j·dst.1`;
+/// `threads` above 1 lets the GEMM itself use rayon.
+fn matmul(
+    dst: &mut [f32],
+    (dst_rs, dst_cs): (usize, usize),
+    accumulate: bool,
+    a: Mat,
+    b: Mat,
+    threads: usize,
+) {
     assert_eq!(a.cols, b.rows, "matmul: inner dimensions differ");
     let (m, n, k) = (a.rows, b.cols, a.cols);
     if m == 0 || n == 0 {
         return;
     }
-    assert!((m - 1) * dst_rs + n <= dst.len(), "matmul: destination too small");
+    assert!(
+        (m - 1) * dst_rs + (n - 1) * dst_cs < dst.len(),
+        "matmul: destination too small"
+    );
     if k == 0 {
         if !accumulate {
-            for row in 0..m {
-                dst[row * dst_rs..][..n].fill(0.0);
+            for i in 0..m {
+                for j in 0..n {
+                    dst[i * dst_rs + j * dst_cs] = 0.0;
+                }
             }
         }
         return;
@@ -301,7 +389,7 @@ fn matmul(dst: &mut [f32], dst_rs: usize, accumulate: bool, a: Mat, b: Mat, thre
             n,
             k,
             dst.as_mut_ptr(),
-            1,
+            dst_cs as isize,
             dst_rs as isize,
             accumulate,
             a.data.as_ptr(),
@@ -323,66 +411,56 @@ fn matmul(dst: &mut [f32], dst_rs: usize, accumulate: bool, a: Mat, b: Mat, thre
 /// Forward pass on contiguous data: the output `[N, Cout, OH, OW]`.
 fn forward(s: &ConvShape, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f32> {
     let (k, p) = (s.k(), s.p());
-    let mut out = vec![0f32; s.n * s.out_image()];
-    if out.is_empty() {
-        return out;
-    }
-    let wm = Mat::row_major(w, s.cout, k);
-    let add_bias = |out_image: &mut [f32], b: &[f32]| {
-        for (row, &bias) in out_image.chunks_exact_mut(p).zip(b) {
-            row.iter_mut().for_each(|v| *v += bias);
+    let w = s.weight_matrix(w);
+    let wm = Mat::row_major(&w, s.cout, k);
+    let add_bias = |out_image: &mut [f32]| {
+        if let Some(b) = b {
+            for (row, &bias) in out_image.chunks_exact_mut(p).zip(b) {
+                row.iter_mut().for_each(|v| *v += bias);
+            }
         }
     };
     if s.per_image() {
-        out.par_chunks_mut(s.out_image())
-            .zip(x.par_chunks(s.in_image()))
-            .for_each(|(y, image)| {
-                if s.is_pointwise() {
-                    matmul(y, p, false, wm, Mat::row_major(image, k, p), 1);
-                } else {
-                    with_scratch(k * p, |col| {
-                        s.im2col_image(image, col);
-                        matmul(y, p, false, wm, Mat::row_major(col, k, p), 1);
-                    });
-                }
-                if let Some(b) = b {
-                    add_bias(y, b);
-                }
-            });
-        return out;
+        return par_filled(s.n * s.out_image(), s.out_image(), |i, y| {
+            let image = &x[i * s.in_image()..][..s.in_image()];
+            if s.is_pointwise() {
+                matmul(y, (p, 1), false, wm, Mat::row_major(image, k, p), 1);
+            } else {
+                with_scratch(k * p, |col| {
+                    s.im2col_image(image, col);
+                    matmul(y, (p, 1), false, wm, Mat::row_major(col, k, p), 1);
+                });
+            }
+            add_bias(y);
+        });
     }
     let np = s.n * p;
     with_scratch(k * np + s.cout * np, |buf| {
         let (col, y_wide) = buf.split_at_mut(k * np);
-        batch_im2col(s, x, col);
-        matmul(
-            y_wide,
-            np,
-            false,
-            wm,
-            Mat::row_major(col, k, np),
-            rayon::current_num_threads(),
-        );
+        batch_im2col(s, x, &s.gather_table(), col);
+        let threads = rayon::current_num_threads();
+        matmul(y_wide, (np, 1), false, wm, Mat::row_major(col, k, np), threads);
         let y_wide = &*y_wide;
-        out.par_chunks_mut(s.out_image()).enumerate().for_each(|(i, y)| {
+        par_filled(s.n * s.out_image(), s.out_image(), |i, y| {
             for (co, row) in y.chunks_exact_mut(p).enumerate() {
                 row.copy_from_slice(&y_wide[co * np + i * p..][..p]);
             }
-            if let Some(b) = b {
-                add_bias(y, b);
-            }
-        });
-    });
-    out
+            add_bias(y);
+        })
+    })
 }
 
 /// The batch-wide im2col matrix `[k, N·p]` (image `i`'s pixels in columns `i·p..(i+1)·p`).
-fn batch_im2col(s: &ConvShape, x: &[f32], col: &mut [f32]) {
-    let (p, hw) = (s.p(), s.h * s.w);
+fn batch_im2col(s: &ConvShape, x: &[f32], table: &[u32], col: &mut [f32]) {
+    let (p, hw, a) = (s.p(), s.h * s.w, s.taps.len());
     col.par_chunks_mut(s.n * p).enumerate().for_each(|(r, row)| {
-        let (c, ky, kx) = s.tap(r);
+        let (c, t) = (r / a, r % a);
+        let offsets = &table[t * p..][..p];
         for (i, cols) in row.chunks_exact_mut(p).enumerate() {
-            s.im2col_row(&x[(i * s.cin + c) * hw..][..hw], ky, kx, cols);
+            let plane = &x[(i * s.cin + c) * hw..][..hw];
+            for (v, &o) in cols.iter_mut().zip(offsets) {
+                *v = if o == PADDING { 0.0 } else { plane[o as usize] };
+            }
         }
     });
 }
@@ -393,6 +471,10 @@ struct ConvGrads {
     dw: Vec<f32>,
     db: Option<Vec<f32>>,
 }
+
+/// Images per task in the per-image backward. Fixed, not derived from the thread count, so the order
+/// in which partial weight gradients are summed, and hence the bits of the result, never depend on it.
+const IMAGES_PER_TASK: usize = 8;
 
 /// Backward pass on contiguous data, `dy` the output gradient `[N, Cout, OH, OW]`.
 fn backward(s: &ConvShape, x: &[f32], w: &[f32], dy: &[f32], want_dx: bool, want_db: bool) -> ConvGrads {
@@ -410,7 +492,24 @@ fn backward(s: &ConvShape, x: &[f32], w: &[f32], dy: &[f32], want_dx: bool, want
     }
 }
 
-/// Per-image backward: groups of images run in parallel, each summing its own partial dW and db.
+/// `src` `[rows, cols]` transposed to `[cols, rows]`, in cache-sized tiles.
+fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    const TILE: usize = 32;
+    let mut dst = vec![0f32; rows * cols];
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
+    dst
+}
+
+/// Per-image backward: tasks of [`IMAGES_PER_TASK`] images run in parallel, each summing its own
+/// partial weight and bias gradients (summed in task order afterwards).
 fn backward_per_image(
     s: &ConvShape,
     x: &[f32],
@@ -420,14 +519,16 @@ fn backward_per_image(
     want_db: bool,
 ) -> ConvGrads {
     let (k, p) = (s.k(), s.p());
-    // A few groups per thread balance the load; each group costs one partial dW to sum at the end.
-    let per_group = s.n.div_ceil(rayon::current_num_threads() * 4);
-    let wt = Mat::row_major(w, s.cout, k).t();
-    let group = |first: usize, dx: Option<&mut [f32]>| -> (Vec<f32>, Vec<f32>) {
-        let count = per_group.min(s.n - first);
-        let mut dw = vec![0f32; s.cout * k];
+    let tasks = s.n.div_ceil(IMAGES_PER_TASK);
+    let w = s.weight_matrix(w);
+    let wt = Mat::row_major(&w, s.cout, k).t();
+    // Partial (dWᵀ `[k, cout]`, db) per task, each slot written once by its task.
+    let partials: Vec<Mutex<(Vec<f32>, Vec<f32>)>> = (0..tasks).map(|_| Mutex::default()).collect();
+    let task = |t: usize, mut dx: Option<&mut [f32]>| {
+        let first = t * IMAGES_PER_TASK;
+        let count = IMAGES_PER_TASK.min(s.n - first);
+        let mut dw_t = vec![0f32; k * s.cout];
         let mut db = vec![0f32; if want_db { s.cout } else { 0 }];
-        let mut dx = dx;
         let scratch = if s.is_pointwise() { 0 } else { 2 * k * p };
         with_scratch(scratch, |buf| {
             let (col, dcol) = buf.split_at_mut(scratch / 2);
@@ -442,44 +543,53 @@ fn backward_per_image(
                     col
                 };
                 let dy_m = Mat::row_major(dy_i, s.cout, p);
-                matmul(&mut dw, k, true, dy_m, Mat::row_major(col, k, p).t(), 1);
+                // dW += dY·colᵀ, stored transposed (column-major dW): ~30% faster in gemm.
+                matmul(
+                    &mut dw_t,
+                    (1, s.cout),
+                    true,
+                    dy_m,
+                    Mat::row_major(col, k, p).t(),
+                    1,
+                );
                 for (acc, row) in db.iter_mut().zip(dy_i.chunks_exact(p)) {
                     *acc += lanes::sum(row);
                 }
                 if let Some(dx) = dx.as_deref_mut() {
                     let dx_i = &mut dx[j * s.in_image()..][..s.in_image()];
                     if s.is_pointwise() {
-                        matmul(dx_i, p, false, wt, dy_m, 1);
+                        matmul(dx_i, (p, 1), false, wt, dy_m, 1);
                     } else {
-                        matmul(dcol, p, false, wt, dy_m, 1);
+                        matmul(dcol, (p, 1), false, wt, dy_m, 1);
                         s.col2im_image(dcol, dx_i);
                     }
                 }
             }
         });
-        (dw, db)
+        if let Ok(mut slot) = partials[t].lock() {
+            *slot = (dw_t, db);
+        }
     };
-    let mut dx = want_dx.then(|| vec![0f32; s.n * s.in_image()]);
-    let partials: Vec<(Vec<f32>, Vec<f32>)> = match dx.as_mut() {
-        Some(dx) => dx
-            .par_chunks_mut(per_group * s.in_image())
-            .enumerate()
-            .map(|(g, dx)| group(g * per_group, Some(dx)))
-            .collect(),
-        None => (0..s.n.div_ceil(per_group))
-            .into_par_iter()
-            .map(|g| group(g * per_group, None))
-            .collect(),
+    let dx = if want_dx {
+        Some(par_filled(
+            s.n * s.in_image(),
+            IMAGES_PER_TASK * s.in_image(),
+            |t, dx| task(t, Some(dx)),
+        ))
+    } else {
+        (0..tasks).into_par_iter().for_each(|t| task(t, None));
+        None
     };
-    let mut parts = partials.into_iter();
-    let (mut dw, mut db) = parts.next().unwrap_or_default();
-    for (pdw, pdb) in parts {
-        dw.iter_mut().zip(&pdw).for_each(|(a, b)| *a += b);
+    let mut dw_t = vec![0f32; k * s.cout];
+    let mut db = vec![0f32; s.cout];
+    for slot in partials {
+        let (pdw, pdb) = slot.into_inner().unwrap_or_default();
+        dw_t.iter_mut().zip(&pdw).for_each(|(a, b)| *a += b);
         db.iter_mut().zip(&pdb).for_each(|(a, b)| *a += b);
     }
     ConvGrads {
         dx,
-        dw,
+        dw: s.full_weight_grad(transpose(&dw_t, k, s.cout)),
         db: want_db.then_some(db),
     }
 }
@@ -495,12 +605,14 @@ fn backward_batched(
 ) -> ConvGrads {
     let (k, p, np) = (s.k(), s.p(), s.n * s.p());
     let threads = rayon::current_num_threads();
+    let w = s.weight_matrix(w);
+    let table = s.gather_table();
     let mut dw = vec![0f32; s.cout * k];
     let mut db = want_db.then(|| vec![0f32; s.cout]);
-    let mut dx = want_dx.then(|| vec![0f32; s.n * s.in_image()]);
+    let mut dx = None;
     with_scratch(k * np + s.cout * np, |buf| {
         let (col, dy_wide) = buf.split_at_mut(k * np);
-        batch_im2col(s, x, col);
+        batch_im2col(s, x, &table, col);
         // dY as [Cout, N·p], the column layout of `col`.
         dy_wide.par_chunks_mut(np).enumerate().for_each(|(co, row)| {
             for (i, cols) in row.chunks_exact_mut(p).enumerate() {
@@ -508,30 +620,50 @@ fn backward_batched(
             }
         });
         let dy_m = Mat::row_major(dy_wide, s.cout, np);
-        matmul(&mut dw, k, false, dy_m, Mat::row_major(col, k, np).t(), threads);
+        matmul(
+            &mut dw,
+            (k, 1),
+            false,
+            dy_m,
+            Mat::row_major(col, k, np).t(),
+            threads,
+        );
         if let Some(db) = db.as_mut() {
             for (acc, row) in db.iter_mut().zip(dy_wide.chunks_exact(np)) {
                 *acc = lanes::sum(row);
             }
         }
-        if let Some(dx) = dx.as_mut() {
+        if want_dx {
             // `col` is spent: reuse it for the column gradient Wᵀ·dY.
             let dcol = col;
-            matmul(dcol, np, false, Mat::row_major(w, s.cout, k).t(), dy_m, threads);
+            matmul(
+                dcol,
+                (np, 1),
+                false,
+                Mat::row_major(&w, s.cout, k).t(),
+                dy_m,
+                threads,
+            );
             let dcol = &*dcol;
-            let taps = s.kh * s.kw;
-            dx.par_chunks_mut(s.h * s.w)
-                .enumerate()
-                .for_each(|(plane_idx, plane)| {
-                    let (i, c) = (plane_idx / s.cin, plane_idx % s.cin);
-                    for t in 0..taps {
-                        let row = &dcol[(c * taps + t) * np + i * p..][..p];
-                        s.col2im_row(row, t / s.kw, t % s.kw, plane);
+            let a = s.taps.len();
+            dx = Some(par_filled(s.n * s.in_image(), s.h * s.w, |plane_idx, plane| {
+                let (i, c) = (plane_idx / s.cin, plane_idx % s.cin);
+                for t in 0..a {
+                    let row = &dcol[(c * a + t) * np + i * p..][..p];
+                    for (&v, &o) in row.iter().zip(&table[t * p..][..p]) {
+                        if o != PADDING {
+                            plane[o as usize] += v;
+                        }
                     }
-                });
+                }
+            }));
         }
     });
-    ConvGrads { dx, dw, db }
+    ConvGrads {
+        dx,
+        dw: s.full_weight_grad(dw),
+        db,
+    }
 }
 
 /// The CPU custom op (applied as `CustomOp2` without bias, `CustomOp3` with).
@@ -661,6 +793,8 @@ mod tests {
         n: usize,
         cin: usize,
         hw: usize,
+        /// Width when it differs from the height `hw` (0: square).
+        wide: usize,
         cout: usize,
         k: usize,
         stride: usize,
@@ -683,6 +817,7 @@ mod tests {
             n,
             cin,
             hw,
+            wide: 0,
             cout,
             k,
             stride,
@@ -691,22 +826,34 @@ mod tests {
         }
     }
 
+    impl Case {
+        fn width(&self) -> usize {
+            if self.wide == 0 { self.hw } else { self.wide }
+        }
+
+        const fn with_width(self, wide: usize) -> Self {
+            Case { wide, ..self }
+        }
+    }
+
     /// The conv layers of SimpleCNN and ResNet-18 (torchvision ImageNet stem on 32×32), small batches.
-    const NET_LAYERS: [Case; 14] = [
-        case(3, 3, 32, 32, 3, 1, 1, true),    // SimpleCNN conv1
-        case(3, 32, 16, 64, 3, 1, 1, true),   // SimpleCNN conv2
-        case(3, 64, 8, 128, 3, 1, 1, true),   // SimpleCNN conv3
-        case(2, 3, 32, 64, 7, 2, 3, false),   // ResNet conv1 7×7 s2 p3
-        case(2, 64, 8, 64, 3, 1, 1, false),   // layer1
-        case(2, 64, 8, 128, 3, 2, 1, false),  // layer2.0.conv1 3×3 s2
-        case(2, 64, 8, 128, 1, 2, 0, false),  // layer2.0.downsample 1×1 s2
-        case(2, 128, 4, 128, 3, 1, 1, false), // layer2
-        case(2, 128, 4, 256, 3, 2, 1, false), // layer3.0.conv1
-        case(2, 128, 4, 256, 1, 2, 0, false), // layer3.0.downsample
-        case(2, 256, 2, 512, 3, 2, 1, false), // layer4.0.conv1 (1×1 output)
-        case(2, 256, 2, 512, 1, 2, 0, false), // layer4.0.downsample
-        case(2, 512, 1, 512, 3, 1, 1, false), // layer4 on 1×1 maps
-        case(2, 16, 9, 8, 1, 1, 0, true),     // pointwise, per-image path
+    const NET_LAYERS: [Case; 16] = [
+        case(2, 3, 1, 4, 3, 1, 1, true).with_width(66), // per-image with dead taps (rows ky=0, 2)
+        case(19, 4, 8, 5, 3, 1, 1, true),               // several per-image tasks (partial gradients summed)
+        case(3, 3, 32, 32, 3, 1, 1, true),              // SimpleCNN conv1
+        case(3, 32, 16, 64, 3, 1, 1, true),             // SimpleCNN conv2
+        case(3, 64, 8, 128, 3, 1, 1, true),             // SimpleCNN conv3
+        case(2, 3, 32, 64, 7, 2, 3, false),             // ResNet conv1 7×7 s2 p3
+        case(2, 64, 8, 64, 3, 1, 1, false),             // layer1
+        case(2, 64, 8, 128, 3, 2, 1, false),            // layer2.0.conv1 3×3 s2
+        case(2, 64, 8, 128, 1, 2, 0, false),            // layer2.0.downsample 1×1 s2
+        case(2, 128, 4, 128, 3, 1, 1, false),           // layer2
+        case(2, 128, 4, 256, 3, 2, 1, false),           // layer3.0.conv1
+        case(2, 128, 4, 256, 1, 2, 0, false),           // layer3.0.downsample
+        case(2, 256, 2, 512, 3, 2, 1, false),           // layer4.0.conv1 (1×1 output)
+        case(2, 256, 2, 512, 1, 2, 0, false),           // layer4.0.downsample
+        case(2, 512, 1, 512, 3, 1, 1, false),           // layer4 on 1×1 maps
+        case(2, 16, 9, 8, 1, 1, 0, true),               // pointwise, per-image path
     ];
 
     /// Output, dX, dW, db of Σ conv(x)·r through `conv`.
@@ -716,8 +863,8 @@ mod tests {
     ) -> Result<[Vec<f32>; 4]> {
         let dev = Device::Cpu;
         let x = Var::from_vec(
-            random(c.n * c.cin * c.hw * c.hw, 1, "x"),
-            (c.n, c.cin, c.hw, c.hw),
+            random(c.n * c.cin * c.hw * c.width(), 1, "x"),
+            (c.n, c.cin, c.hw, c.width()),
             &dev,
         )?;
         let w = Var::from_vec(
@@ -756,8 +903,15 @@ mod tests {
             let ours = outputs(c, |x, w, b| conv2d(x, w, b, c.stride, c.padding, true))?;
             let candle = outputs(c, |x, w, b| conv2d_candle(x, w, b, c.stride, c.padding, true))?;
             let label = format!(
-                "n{} {}→{} @{} k{} s{} p{}",
-                c.n, c.cin, c.cout, c.hw, c.k, c.stride, c.padding
+                "n{} {}→{} @{}x{} k{} s{} p{}",
+                c.n,
+                c.cin,
+                c.cout,
+                c.hw,
+                c.width(),
+                c.k,
+                c.stride,
+                c.padding
             );
             for (name, (o, w)) in ["y", "dx", "dw", "db"].iter().zip(ours.iter().zip(&candle)) {
                 assert_close(o, w, &format!("{label} {name}"));
@@ -777,17 +931,19 @@ mod tests {
             case(2, 3, 9, 4, 3, 2, 1, true),
             case(2, 2, 5, 3, 3, 1, 1, true),
             case(1, 2, 10, 2, 4, 3, 2, true),
+            case(1, 2, 1, 3, 3, 1, 1, true).with_width(70),
+            case(2, 3, 1, 2, 3, 2, 1, true).with_width(3),
         ];
         for c in &cases {
             let [_, dx, dw, db] = outputs(c, |x, w, b| conv2d(x, w, b, c.stride, c.padding, true))?;
             let (xs, ws, bs) = (
-                random(c.n * c.cin * c.hw * c.hw, 1, "x"),
+                random(c.n * c.cin * c.hw * c.width(), 1, "x"),
                 random(c.cout * c.cin * c.k * c.k, 2, "w"),
                 random(c.cout, 3, "b"),
             );
             let loss = |x: &[f32], w: &[f32], b: &[f32]| -> Result<f64> {
                 let dev = Device::Cpu;
-                let x = Tensor::from_vec(x.to_vec(), (c.n, c.cin, c.hw, c.hw), &dev)?;
+                let x = Tensor::from_vec(x.to_vec(), (c.n, c.cin, c.hw, c.width()), &dev)?;
                 let w = Tensor::from_vec(w.to_vec(), (c.cout, c.cin, c.k, c.k), &dev)?;
                 let b = Tensor::from_vec(b.to_vec(), c.cout, &dev)?;
                 let y: Vec<f32> = conv2d(&x, &w, Some(&b), c.stride, c.padding, true)?
@@ -817,6 +973,20 @@ mod tests {
             check(&dw, 1)?;
             check(&db, 2)?;
         }
+        Ok(())
+    }
+
+    #[test]
+    fn taps_that_only_see_padding_are_dropped() -> Result<()> {
+        let live = |x: [usize; 4], w: [usize; 4], s: usize, p: usize| -> Result<Vec<(usize, usize)>> {
+            Ok(ConvShape::new(&x, &w, s, p)?.taps)
+        };
+        assert_eq!(live([1, 8, 1, 1], [4, 8, 3, 3], 1, 1)?, vec![(1, 1)]);
+        assert_eq!(
+            live([1, 8, 2, 2], [4, 8, 3, 3], 2, 1)?,
+            vec![(1, 1), (1, 2), (2, 1), (2, 2)]
+        );
+        assert_eq!(live([1, 8, 4, 4], [4, 8, 3, 3], 1, 1)?.len(), 9);
         Ok(())
     }
 

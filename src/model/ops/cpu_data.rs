@@ -2,9 +2,11 @@
 //! ops' hand-written kernels.
 
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, DType, Device, Layout, Result, Storage, StorageRef, Tensor, bail};
+use rayon::prelude::*;
 
 /// The contiguous f32 elements a CPU storage region describes, or an error naming `op`.
 pub(crate) fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
@@ -82,4 +84,67 @@ pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R 
         // Re-entered on this thread (a rayon worker ran another op's task while waiting): use a fresh one.
         Err(_) => f(&mut vec![0.0; len]),
     })
+}
+
+/// A new vector of `len` elements built in parallel: chunk `i` (of `chunk` elements, the last may be
+/// shorter) is zeroed by the thread that then passes it to `fill(i, chunk)`, so the zeroing lands in
+/// cache right before use instead of costing a separate single-threaded memory pass.
+pub(crate) fn par_filled<T, F>(len: usize, chunk: usize, fill: F) -> Vec<T>
+where
+    T: Copy + Default + Send + Sync,
+    F: Fn(usize, &mut [T]) + Send + Sync,
+{
+    let mut v: Vec<T> = Vec::with_capacity(len);
+    v.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk.max(1))
+        .enumerate()
+        .for_each(|(i, part)| {
+            fill(i, zeroed(part));
+        });
+    // SAFETY: the chunks cover indices 0..len and `zeroed` initialized every one of them.
+    unsafe { v.set_len(len) };
+    v
+}
+
+/// [`par_filled`] for two outputs filled together, chunk `i` of each (both must have as many chunks).
+pub(crate) fn par_filled2<A, B, F>(
+    len_a: usize,
+    chunk_a: usize,
+    len_b: usize,
+    chunk_b: usize,
+    fill: F,
+) -> (Vec<A>, Vec<B>)
+where
+    A: Copy + Default + Send + Sync,
+    B: Copy + Default + Send + Sync,
+    F: Fn(usize, &mut [A], &mut [B]) + Send + Sync,
+{
+    let (ca, cb) = (chunk_a.max(1), chunk_b.max(1));
+    assert_eq!(
+        len_a.div_ceil(ca),
+        len_b.div_ceil(cb),
+        "par_filled2: outputs have different chunk counts"
+    );
+    let mut a: Vec<A> = Vec::with_capacity(len_a);
+    let mut b: Vec<B> = Vec::with_capacity(len_b);
+    a.spare_capacity_mut()[..len_a]
+        .par_chunks_mut(ca)
+        .zip(b.spare_capacity_mut()[..len_b].par_chunks_mut(cb))
+        .enumerate()
+        .for_each(|(i, (pa, pb))| fill(i, zeroed(pa), zeroed(pb)));
+    // SAFETY: as in `par_filled`, for both vectors.
+    unsafe {
+        a.set_len(len_a);
+        b.set_len(len_b);
+    }
+    (a, b)
+}
+
+/// Initialize every slot to `T::default()` and view the slots as initialized.
+fn zeroed<T: Copy + Default>(part: &mut [MaybeUninit<T>]) -> &mut [T] {
+    for slot in part.iter_mut() {
+        slot.write(T::default());
+    }
+    // SAFETY: every element was initialized just above, and MaybeUninit<T> has T's layout.
+    unsafe { &mut *(part as *mut [MaybeUninit<T>] as *mut [T]) }
 }

@@ -7,9 +7,8 @@
 use std::sync::OnceLock;
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, bail};
-use rayon::prelude::*;
 
-use super::cpu_data::{contiguous_f32, is_cpu_f32, with_f32, with_scratch};
+use super::cpu_data::{contiguous_f32, is_cpu_f32, par_filled, par_filled2, with_f32, with_scratch};
 
 /// A square pooling window: its size, step and implicit −∞ border.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,14 +109,13 @@ impl CustomOp1 for MaxPool2d {
         let x = contiguous_f32(storage, layout, self.name())?;
         let (n, c, h, w) = layout.shape().dims4()?;
         let (oh, ow) = (self.window.out_len(h), self.window.out_len(w));
-        let mut out = vec![0f32; n * c * oh * ow];
-        let mut argmax = vec![0u32; n * c * oh * ow];
-        if !out.is_empty() {
-            out.par_chunks_mut(oh * ow)
-                .zip(argmax.par_chunks_mut(oh * ow))
-                .zip(x.par_chunks(h * w))
-                .for_each(|((out, argmax), plane)| pool_plane(plane, h, w, self.window, out, argmax));
-        }
+        let (out, argmax) = par_filled2(
+            n * c * oh * ow,
+            oh * ow,
+            n * c * oh * ow,
+            oh * ow,
+            |plane, out, argmax| pool_plane(&x[plane * h * w..][..h * w], h, w, self.window, out, argmax),
+        );
         if self.argmax.set(argmax).is_err() {
             bail!("max_pool2d: an op instance ran its forward pass twice")
         }
@@ -130,20 +128,14 @@ impl CustomOp1 for MaxPool2d {
         let Some(argmax) = self.argmax.get() else {
             bail!("max_pool2d: backward called before the forward pass")
         };
-        let mut dx = vec![0f32; n * c * h * w];
-        with_f32(grad_res, self.name(), |g| {
-            if !dx.is_empty() && oh * ow > 0 {
-                dx.par_chunks_mut(h * w)
-                    .zip(g.par_chunks(oh * ow))
-                    .zip(argmax.par_chunks(oh * ow))
-                    .for_each(|((dx, g), argmax)| {
-                        // Overlapping windows may pick the same element: their gradients add up.
-                        for (&gi, &ai) in g.iter().zip(argmax) {
-                            dx[ai as usize] += gi;
-                        }
-                    });
-            }
-            Ok(())
+        let dx = with_f32(grad_res, self.name(), |g| {
+            Ok(par_filled(n * c * h * w, h * w, |plane, dx: &mut [f32]| {
+                let at = plane * oh * ow;
+                // Overlapping windows may pick the same element: their gradients add up.
+                for (&gi, &ai) in g[at..][..oh * ow].iter().zip(&argmax[at..][..oh * ow]) {
+                    dx[ai as usize] += gi;
+                }
+            }))
         })?;
         Ok(Some(Tensor::from_vec(dx, (n, c, h, w), arg.device())?))
     }
