@@ -163,13 +163,25 @@ impl Bn {
             ops::batch_norm_train
         };
         let (y, mean, var) = f(x, &self.gamma, &self.beta, 1e-5)?;
-        // PyTorch's running statistics: momentum 0.1, unbiased variance.
+        self.update_running(x, mean, var)?;
+        Ok(y)
+    }
+
+    /// relu(bn(x) + residual), fused.
+    fn forward_add_relu(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        let (y, mean, var) = ops::batch_norm_add_relu_train(x, &self.gamma, &self.beta, residual, 1e-5)?;
+        self.update_running(x, mean, var)?;
+        Ok(y)
+    }
+
+    /// PyTorch's running statistics: momentum 0.1, unbiased variance.
+    fn update_running(&self, x: &Tensor, mean: Tensor, var: Tensor) -> Result<()> {
         let n = (x.elem_count() / x.dim(1)?) as f64;
         self.running_mean
             .set(&((self.running_mean.as_tensor() * 0.9)? + (mean * 0.1)?)?)?;
         self.running_var
             .set(&((self.running_var.as_tensor() * 0.9)? + (var * (0.1 * n / (n - 1.0)))?)?)?;
-        Ok(y)
+        Ok(())
     }
 }
 
@@ -268,14 +280,15 @@ impl Block {
 
     fn forward(&self, x: &Tensor, imp: Impl) -> Result<Tensor> {
         let out = self.bn1.forward(&self.conv1.forward(x, imp, true)?, true, imp)?;
-        let out = self
-            .bn2
-            .forward(&self.conv2.forward(&out, imp, true)?, false, imp)?;
         let identity = match &self.down {
             Some((conv, bn)) => bn.forward(&conv.forward(x, imp, true)?, false, imp)?,
             None => x.clone(),
         };
-        (out + identity)?.relu()
+        let out = self.conv2.forward(&out, imp, true)?;
+        if imp.bn {
+            return self.bn2.forward_add_relu(&out, &identity);
+        }
+        (self.bn2.forward(&out, false, imp)? + identity)?.relu()
     }
 }
 

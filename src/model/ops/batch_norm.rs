@@ -1,4 +1,5 @@
-//! Training-mode batch normalization (optionally fused with ReLU) with a hand-written backward.
+//! Training-mode batch normalization, optionally fused with ReLU or with a residual add and ReLU, with a
+//! hand-written backward.
 //!
 //! Candle-nn's training BatchNorm is about ten tensor ops whose autograd adds twenty more passes;
 //! here the forward is two reading passes and one writing pass, the backward one of each. The batch
@@ -9,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::cpu_data::{CpuF32, contiguous_f32, is_cpu_f32, par_filled};
+use super::cpu_data::{CpuF32, contiguous_f32, is_cpu_f32, par_filled, par_filled2};
 use super::lanes;
 
 /// Normalize `x` `[N, C, ...]` per channel over the batch, then scale by `weight` and shift by `bias`
@@ -20,7 +21,7 @@ pub fn batch_norm_train(
     bias: &Tensor,
     eps: f64,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    batch_norm(x, weight, bias, eps, false)
+    batch_norm(x, weight, bias, None, eps, Epilogue::None)
 }
 
 /// [`batch_norm_train`] followed by ReLU in the same passes (the BN → ReLU pairs of both networks).
@@ -30,15 +31,44 @@ pub fn batch_norm_relu_train(
     bias: &Tensor,
     eps: f64,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    batch_norm(x, weight, bias, eps, true)
+    batch_norm(x, weight, bias, None, eps, Epilogue::Relu)
+}
+
+/// `relu(batch_norm(x) + residual)` in the same passes: the end of a ResNet BasicBlock (`residual` has
+/// `x`'s shape and gets its gradient too).
+pub fn batch_norm_add_relu_train(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    residual: &Tensor,
+    eps: f64,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    if residual.dims() != x.dims() {
+        bail!(
+            "batch_norm_add_relu: residual {:?} must have the input's shape {:?}",
+            residual.dims(),
+            x.dims()
+        )
+    }
+    batch_norm(x, weight, bias, Some(residual), eps, Epilogue::AddRelu)
+}
+
+/// What follows the normalization inside the op.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Epilogue {
+    None,
+    Relu,
+    /// Add a residual tensor, then ReLU.
+    AddRelu,
 }
 
 fn batch_norm(
     x: &Tensor,
     weight: &Tensor,
     bias: &Tensor,
+    residual: Option<&Tensor>,
     eps: f64,
-    relu: bool,
+    epilogue: Epilogue,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let dims = x.dims();
     if dims.len() < 2 {
@@ -55,18 +85,22 @@ fn batch_norm(
     if x.elem_count() / c.max(1) < 2 {
         bail!("batch_norm: training needs more than one value per channel, got input {dims:?}")
     }
-    if !(is_cpu_f32(x) && is_cpu_f32(weight) && is_cpu_f32(bias)) {
-        return batch_norm_composed(x, weight, bias, eps, relu);
+    let on_cpu = is_cpu_f32(x) && is_cpu_f32(weight) && is_cpu_f32(bias) && residual.is_none_or(is_cpu_f32);
+    if !on_cpu {
+        return batch_norm_composed(x, weight, bias, residual, eps, epilogue);
     }
     let stats = Arc::new(OnceLock::new());
     let op = BatchNorm {
         eps,
-        relu,
+        epilogue,
         stats: stats.clone(),
     };
-    let y = x
-        .contiguous()?
-        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?;
+    let x = x.contiguous()?;
+    let y = match residual {
+        // A custom op takes at most three tensors: weight and bias travel stacked as [2, C].
+        Some(r) => x.apply_op3(&Tensor::stack(&[weight, bias], 0)?, &r.contiguous()?, op)?,
+        None => x.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?,
+    };
     let Some(stats) = stats.get() else {
         bail!("batch_norm: the forward pass recorded no statistics")
     };
@@ -80,8 +114,9 @@ fn batch_norm_composed(
     x: &Tensor,
     weight: &Tensor,
     bias: &Tensor,
+    residual: Option<&Tensor>,
     eps: f64,
-    relu: bool,
+    epilogue: Epilogue,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let (n, c) = (x.dim(0)?, x.dim(1)?);
     let x3 = x.reshape((n, c, ()))?;
@@ -91,13 +126,15 @@ fn batch_norm_composed(
     let y = centered
         .broadcast_div(&(&var + eps)?.sqrt()?)?
         .broadcast_mul(&weight.reshape((1, c, 1))?)?
-        .broadcast_add(&bias.reshape((1, c, 1))?)?;
-    let y = if relu { y.relu()? } else { y };
-    Ok((
-        y.reshape(x.shape())?,
-        mean.flatten_all()?.detach(),
-        var.flatten_all()?.detach(),
-    ))
+        .broadcast_add(&bias.reshape((1, c, 1))?)?
+        .reshape(x.shape())?;
+    let y = match (epilogue, residual) {
+        (Epilogue::None, _) => y,
+        (Epilogue::Relu, _) => y.relu()?,
+        (Epilogue::AddRelu, Some(r)) => (y + r)?.relu()?,
+        (Epilogue::AddRelu, None) => bail!("batch_norm_add_relu: no residual given"),
+    };
+    Ok((y, mean.flatten_all()?.detach(), var.flatten_all()?.detach()))
 }
 
 /// Per-channel statistics the forward pass computed: mean, 1/sqrt(var + eps), biased variance.
@@ -108,9 +145,10 @@ struct Stats {
 }
 
 /// The CPU op; `stats` is set by the forward pass and read by the backward pass and the caller.
+/// Its three tensors are (x, weight, bias), or (x, [weight; bias] stacked, residual) for `AddRelu`.
 struct BatchNorm {
     eps: f64,
-    relu: bool,
+    epilogue: Epilogue,
     stats: Arc<OnceLock<Stats>>,
 }
 
@@ -140,10 +178,10 @@ fn channel_stats(x: &[f32], (n, c, l): (usize, usize, usize)) -> Vec<(f64, f64)>
 
 impl CustomOp3 for BatchNorm {
     fn name(&self) -> &'static str {
-        if self.relu {
-            "labpipe-batch-norm-relu"
-        } else {
-            "labpipe-batch-norm"
+        match self.epilogue {
+            Epilogue::None => "labpipe-batch-norm",
+            Epilogue::Relu => "labpipe-batch-norm-relu",
+            Epilogue::AddRelu => "labpipe-batch-norm-add-relu",
         }
     }
 
@@ -151,15 +189,21 @@ impl CustomOp3 for BatchNorm {
         &self,
         xs: &CpuStorage,
         xl: &Layout,
-        ws: &CpuStorage,
-        wl: &Layout,
-        bs: &CpuStorage,
-        bl: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(xs, xl, "batch_norm input")?;
-        let w = contiguous_f32(ws, wl, "batch_norm weight")?;
-        let b = contiguous_f32(bs, bl, "batch_norm bias")?;
         let (n, c, l) = ncl(xl.dims());
+        let (w, b, residual) = if self.epilogue == Epilogue::AddRelu {
+            let wb = contiguous_f32(s2, l2, "batch_norm weight and bias")?;
+            let (w, b) = wb.split_at(c);
+            (w, b, Some(contiguous_f32(s3, l3, "batch_norm residual")?))
+        } else {
+            let w = contiguous_f32(s2, l2, "batch_norm weight")?;
+            (w, contiguous_f32(s3, l3, "batch_norm bias")?, None)
+        };
         let moments = channel_stats(x, (n, c, l));
         let mean: Vec<f32> = moments.iter().map(|m| m.0 as f32).collect();
         let var: Vec<f32> = moments.iter().map(|m| m.1 as f32).collect();
@@ -178,10 +222,15 @@ impl CustomOp3 for BatchNorm {
         let y = par_filled(x.len(), l, |plane, y| {
             let (sc, sh) = (scale[plane % c], shift[plane % c]);
             let x = &x[plane * l..][..l];
-            if self.relu {
-                y.iter_mut().zip(x).for_each(|(y, x)| *y = (x * sc + sh).max(0.0));
-            } else {
-                y.iter_mut().zip(x).for_each(|(y, x)| *y = x * sc + sh);
+            match (self.epilogue, residual) {
+                (Epilogue::AddRelu, Some(r)) => {
+                    let r = &r[plane * l..][..l];
+                    for ((y, x), r) in y.iter_mut().zip(x).zip(r) {
+                        *y = (x * sc + sh + r).max(0.0);
+                    }
+                }
+                (Epilogue::Relu, _) => y.iter_mut().zip(x).for_each(|(y, x)| *y = (x * sc + sh).max(0.0)),
+                _ => y.iter_mut().zip(x).for_each(|(y, x)| *y = x * sc + sh),
             }
         });
         if self.stats.set(Stats { mean, inv_std, var }).is_err() {
@@ -194,7 +243,7 @@ impl CustomOp3 for BatchNorm {
         &self,
         x: &Tensor,
         w: &Tensor,
-        _b: &Tensor,
+        _third: &Tensor,
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -210,7 +259,7 @@ impl CustomOp3 for BatchNorm {
         );
         let (xs, ws, gs, ys) = (xd.as_slice(), wd.as_slice(), gd.as_slice(), yd.as_slice());
         let (n, c, l) = ncl(x.dims());
-        let relu = self.relu;
+        let relu = self.epilogue != Epilogue::None;
         // ReLU passes the gradient where its output was positive.
         let dy = |g: f32, y: f32| if relu && y <= 0.0 { 0.0 } else { g };
         // Pass 1: Σ dy and Σ dy·x̂ per channel.
@@ -232,28 +281,50 @@ impl CustomOp3 for BatchNorm {
                 (sum_dy, sum_dy_xhat)
             })
             .collect();
-        // Pass 2: dx = w·σ⁻¹·(dy − mean(dy) − x̂·mean(dy·x̂)).
+        // Pass 2: dx = w·σ⁻¹·(dy − mean(dy) − x̂·mean(dy·x̂)) (and the residual's gradient, dy itself).
         let count = (n * l) as f64;
-        let dx = par_filled(xs.len(), l, |plane, dx| {
+        let coefficients = |plane: usize| {
             let ch = plane % c;
             let (m, s) = (stats.mean[ch], stats.inv_std[ch]);
-            let k = ws[ch] * s;
             let mean_dy = (sums[ch].0 / count) as f32;
             let mean_dy_xhat = (sums[ch].1 / count) as f32;
+            (m, s, ws[ch] * s, mean_dy, mean_dy_xhat)
+        };
+        let input_grad = |plane: usize, dx: &mut [f32]| {
+            let (m, s, k, mean_dy, mean_dy_xhat) = coefficients(plane);
             let at = plane * l;
             let (x, g, y) = (&xs[at..][..l], &gs[at..][..l], &ys[at..][..l]);
             for (((dx, &x), &g), &y) in dx.iter_mut().zip(x).zip(g).zip(y) {
                 *dx = k * (dy(g, y) - mean_dy - (x - m) * s * mean_dy_xhat);
             }
-        });
+        };
         let device = x.device();
+        let (dx, d_residual) = if self.epilogue == Epilogue::AddRelu {
+            let (dx, dr) = par_filled2(xs.len(), l, xs.len(), l, |plane, dx, dr: &mut [f32]| {
+                input_grad(plane, dx);
+                let at = plane * l;
+                for ((dr, &g), &y) in dr.iter_mut().zip(&gs[at..][..l]).zip(&ys[at..][..l]) {
+                    *dr = dy(g, y);
+                }
+            });
+            (dx, Some(Tensor::from_vec(dr, x.shape(), device)?))
+        } else {
+            (par_filled(xs.len(), l, input_grad), None)
+        };
         let dw: Vec<f32> = sums.iter().map(|s| s.1 as f32).collect();
         let db: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
-        Ok((
-            Some(Tensor::from_vec(dx, x.shape(), device)?),
-            Some(Tensor::from_vec(dw, c, device)?),
-            Some(Tensor::from_vec(db, c, device)?),
-        ))
+        let dx = Some(Tensor::from_vec(dx, x.shape(), device)?);
+        if self.epilogue == Epilogue::AddRelu {
+            // The second tensor was [weight; bias] stacked.
+            let dwb = Tensor::from_vec([dw, db].concat(), (2, c), device)?;
+            Ok((dx, Some(dwb), d_residual))
+        } else {
+            Ok((
+                dx,
+                Some(Tensor::from_vec(dw, c, device)?),
+                Some(Tensor::from_vec(db, c, device)?),
+            ))
+        }
     }
 }
 
@@ -321,11 +392,11 @@ mod tests {
         for (dims, relu) in cases {
             let (ours, reference): (Bn, Bn) = if relu {
                 (batch_norm_relu_train, |x, w, b, e| {
-                    batch_norm_composed(x, w, b, e, true)
+                    batch_norm_composed(x, w, b, None, e, Epilogue::Relu)
                 })
             } else {
                 (batch_norm_train, |x, w, b, e| {
-                    batch_norm_composed(x, w, b, e, false)
+                    batch_norm_composed(x, w, b, None, e, Epilogue::None)
                 })
             };
             let got = outputs(dims, |x, w, b| ours(x, w, b, 1e-5))?;
@@ -342,6 +413,55 @@ mod tests {
                     "ReLU clamps"
                 );
             }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn residual_variant_matches_the_composed_ops_including_the_residual_gradient() -> Result<()> {
+        for dims in [[8usize, 4, 3, 3], [16, 6, 1, 1], [5, 3, 4, 2]] {
+            let len: usize = dims.iter().product();
+            let residual = Var::from_vec(random(len, 5, "residual", -0.5), &dims[..], &Device::Cpu)?;
+            let run = |fused: bool| -> Result<([Vec<f32>; 6], Vec<f32>)> {
+                let mut d_residual = Vec::new();
+                let out = outputs(&dims, |x, w, b| {
+                    if fused {
+                        batch_norm_add_relu_train(x, w, b, residual.as_tensor(), 1e-5)
+                    } else {
+                        batch_norm_composed(x, w, b, Some(residual.as_tensor()), 1e-5, Epilogue::AddRelu)
+                    }
+                })?;
+                // Recompute the residual gradient through a fresh graph of the same loss.
+                let dev = Device::Cpu;
+                let c = dims[1];
+                let x = Tensor::from_vec(random(len, 1, "x", 3.0), &dims[..], &dev)?;
+                let w = Tensor::from_vec(random(c, 2, "w", 1.0), c, &dev)?;
+                let b = Tensor::from_vec(random(c, 3, "b", 0.0), c, &dev)?;
+                let y = if fused {
+                    batch_norm_add_relu_train(&x, &w, &b, residual.as_tensor(), 1e-5)?.0
+                } else {
+                    batch_norm_composed(&x, &w, &b, Some(residual.as_tensor()), 1e-5, Epilogue::AddRelu)?.0
+                };
+                let r = Tensor::from_vec(random(len, 4, "r", 0.0), &dims[..], &dev)?;
+                let grads = (&y * &r)?.sum_all()?.backward()?;
+                if let Some(g) = grads.get(residual.as_tensor()) {
+                    d_residual = g.flatten_all()?.to_vec1()?;
+                }
+                Ok((out, d_residual))
+            };
+            let (got, got_dr) = run(true)?;
+            let (want, want_dr) = run(false)?;
+            for (name, (g, w)) in ["y", "mean", "var", "dx", "dweight", "dbias"]
+                .iter()
+                .zip(got.iter().zip(&want))
+            {
+                assert_close(g, w, &format!("{dims:?} add+relu {name}"));
+            }
+            assert_close(&got_dr, &want_dr, &format!("{dims:?} d_residual"));
+            assert!(
+                got_dr.contains(&0.0) && got_dr.iter().any(|v| *v != 0.0),
+                "ReLU masks the residual gradient"
+            );
         }
         Ok(())
     }

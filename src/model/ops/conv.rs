@@ -13,7 +13,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use std::borrow::Cow;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use super::cpu_data::{CpuF32, contiguous_f32, is_cpu_f32, par_filled, with_scratch};
 use super::lanes;
@@ -49,6 +49,7 @@ pub fn conv2d(
         stride,
         padding,
         input_grad: input_grad && x.track_op(),
+        live_weight: OnceLock::new(),
     };
     let (x, w) = (x.contiguous()?, w.contiguous()?);
     match b {
@@ -192,13 +193,10 @@ impl ConvShape {
         if self.all_taps() {
             return Cow::Borrowed(w);
         }
-        let per_out = self.cin * self.kh * self.kw;
+        let taps = self.kh * self.kw;
         let mut m = Vec::with_capacity(self.cout * self.k());
-        for co in 0..self.cout {
-            for r in 0..self.k() {
-                let (c, ky, kx) = self.tap(r);
-                m.push(w[co * per_out + (c * self.kh + ky) * self.kw + kx]);
-            }
+        for kernel in w.chunks_exact(taps) {
+            m.extend(self.taps.iter().map(|&(ky, kx)| kernel[ky * self.kw + kx]));
         }
         Cow::Owned(m)
     }
@@ -208,12 +206,15 @@ impl ConvShape {
         if self.all_taps() {
             return dw;
         }
-        let per_out = self.cin * self.kh * self.kw;
-        let mut full = vec![0f32; self.cout * per_out];
-        for (co, row) in dw.chunks_exact(self.k()).enumerate() {
-            for (r, &v) in row.iter().enumerate() {
-                let (c, ky, kx) = self.tap(r);
-                full[co * per_out + (c * self.kh + ky) * self.kw + kx] = v;
+        let taps = self.kh * self.kw;
+        let mut full = Vec::with_capacity(self.cout * self.cin * taps);
+        for live in dw.chunks_exact(self.taps.len()) {
+            let mut next = self.taps.iter().zip(live).peekable();
+            for t in 0..taps {
+                full.push(match next.next_if(|(tap, _)| tap.0 * self.kw + tap.1 == t) {
+                    Some((_, &v)) => v,
+                    None => 0.0,
+                });
             }
         }
         full
@@ -263,21 +264,36 @@ impl ConvShape {
         }
     }
 
-    /// The im2col matrix `[k, p]` of one image.
-    fn im2col_image(&self, image: &[f32], col: &mut [f32]) {
-        let (p, hw) = (self.p(), self.h * self.w);
+    /// Whether im2col/col2im go through the [`ConvShape::gather_table`] rather than row copies: for
+    /// narrow or strided rows, where copies are short and call overhead dominates.
+    fn gathers(&self) -> bool {
+        self.ow < ROW_COPY_MIN_WIDTH || self.stride > 1
+    }
+
+    /// The im2col matrix `[k, p]` of one image (`table` from [`ConvShape::gather_table`] when
+    /// [`ConvShape::gathers`]).
+    fn im2col_image(&self, image: &[f32], table: Option<&[u32]>, col: &mut [f32]) {
+        let (p, hw, a) = (self.p(), self.h * self.w, self.taps.len());
         for (r, row) in col.chunks_exact_mut(p).enumerate() {
             let (c, ky, kx) = self.tap(r);
-            self.im2col_row(&image[c * hw..][..hw], ky, kx, row);
+            let plane = &image[c * hw..][..hw];
+            match table {
+                Some(table) => gather(plane, &table[(r % a) * p..][..p], row),
+                None => self.im2col_row(plane, ky, kx, row),
+            }
         }
     }
 
     /// Scatter-add one image's column gradient `[k, p]` into its input gradient.
-    fn col2im_image(&self, dcol: &[f32], image: &mut [f32]) {
-        let (p, hw) = (self.p(), self.h * self.w);
+    fn col2im_image(&self, dcol: &[f32], table: Option<&[u32]>, image: &mut [f32]) {
+        let (p, hw, a) = (self.p(), self.h * self.w, self.taps.len());
         for (r, row) in dcol.chunks_exact(p).enumerate() {
             let (c, ky, kx) = self.tap(r);
-            self.col2im_row(row, ky, kx, &mut image[c * hw..][..hw]);
+            let plane = &mut image[c * hw..][..hw];
+            match table {
+                Some(table) => scatter_add(row, &table[(r % a) * p..][..p], plane),
+                None => self.col2im_row(row, ky, kx, plane),
+            }
         }
     }
 
@@ -306,6 +322,25 @@ impl ConvShape {
 
 /// A [`ConvShape::gather_table`] entry for a tap that falls on the zero padding.
 const PADDING: u32 = u32::MAX;
+
+/// Output rows at least this wide (stride 1) are im2col'ed by row copies, narrower ones by gathers.
+const ROW_COPY_MIN_WIDTH: usize = 16;
+
+/// `out[q] = plane[offsets[q]]`, 0 where the offset is [`PADDING`].
+fn gather(plane: &[f32], offsets: &[u32], out: &mut [f32]) {
+    for (v, &o) in out.iter_mut().zip(offsets) {
+        *v = if o == PADDING { 0.0 } else { plane[o as usize] };
+    }
+}
+
+/// `plane[offsets[q]] += values[q]`, skipping [`PADDING`].
+fn scatter_add(values: &[f32], offsets: &[u32], plane: &mut [f32]) {
+    for (&v, &o) in values.iter().zip(offsets) {
+        if o != PADDING {
+            plane[o as usize] += v;
+        }
+    }
+}
 
 /// A read-only strided matrix: element (i, j) is `data[i·rs + j·cs]`.
 #[derive(Clone, Copy)]
@@ -409,10 +444,10 @@ fn matmul(
 }
 
 /// Forward pass on contiguous data: the output `[N, Cout, OH, OW]`.
+/// `w` is the `[cout, k]` GEMM operand ([`ConvShape::weight_matrix`]).
 fn forward(s: &ConvShape, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f32> {
     let (k, p) = (s.k(), s.p());
-    let w = s.weight_matrix(w);
-    let wm = Mat::row_major(&w, s.cout, k);
+    let wm = Mat::row_major(w, s.cout, k);
     let add_bias = |out_image: &mut [f32]| {
         if let Some(b) = b {
             for (row, &bias) in out_image.chunks_exact_mut(p).zip(b) {
@@ -421,13 +456,14 @@ fn forward(s: &ConvShape, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f32> {
         }
     };
     if s.per_image() {
+        let table = s.gathers().then(|| s.gather_table());
         return par_filled(s.n * s.out_image(), s.out_image(), |i, y| {
             let image = &x[i * s.in_image()..][..s.in_image()];
             if s.is_pointwise() {
                 matmul(y, (p, 1), false, wm, Mat::row_major(image, k, p), 1);
             } else {
                 with_scratch(k * p, |col| {
-                    s.im2col_image(image, col);
+                    s.im2col_image(image, table.as_deref(), col);
                     matmul(y, (p, 1), false, wm, Mat::row_major(col, k, p), 1);
                 });
             }
@@ -457,10 +493,7 @@ fn batch_im2col(s: &ConvShape, x: &[f32], table: &[u32], col: &mut [f32]) {
         let (c, t) = (r / a, r % a);
         let offsets = &table[t * p..][..p];
         for (i, cols) in row.chunks_exact_mut(p).enumerate() {
-            let plane = &x[(i * s.cin + c) * hw..][..hw];
-            for (v, &o) in cols.iter_mut().zip(offsets) {
-                *v = if o == PADDING { 0.0 } else { plane[o as usize] };
-            }
+            gather(&x[(i * s.cin + c) * hw..][..hw], offsets, cols);
         }
     });
 }
@@ -476,7 +509,8 @@ struct ConvGrads {
 /// in which partial weight gradients are summed, and hence the bits of the result, never depend on it.
 const IMAGES_PER_TASK: usize = 8;
 
-/// Backward pass on contiguous data, `dy` the output gradient `[N, Cout, OH, OW]`.
+/// Backward pass on contiguous data, `dy` the output gradient `[N, Cout, OH, OW]`, `w` the `[cout, k]`
+/// GEMM operand; the weight gradient comes back `[cout, k]` too.
 fn backward(s: &ConvShape, x: &[f32], w: &[f32], dy: &[f32], want_dx: bool, want_db: bool) -> ConvGrads {
     if s.n == 0 || s.p() == 0 {
         return ConvGrads {
@@ -520,8 +554,8 @@ fn backward_per_image(
 ) -> ConvGrads {
     let (k, p) = (s.k(), s.p());
     let tasks = s.n.div_ceil(IMAGES_PER_TASK);
-    let w = s.weight_matrix(w);
-    let wt = Mat::row_major(&w, s.cout, k).t();
+    let wt = Mat::row_major(w, s.cout, k).t();
+    let table = s.gathers().then(|| s.gather_table());
     // Partial (dWᵀ `[k, cout]`, db) per task, each slot written once by its task.
     let partials: Vec<Mutex<(Vec<f32>, Vec<f32>)>> = (0..tasks).map(|_| Mutex::default()).collect();
     let task = |t: usize, mut dx: Option<&mut [f32]>| {
@@ -539,7 +573,7 @@ fn backward_per_image(
                 let col: &[f32] = if s.is_pointwise() {
                     image
                 } else {
-                    s.im2col_image(image, col);
+                    s.im2col_image(image, table.as_deref(), col);
                     col
                 };
                 let dy_m = Mat::row_major(dy_i, s.cout, p);
@@ -561,7 +595,7 @@ fn backward_per_image(
                         matmul(dx_i, (p, 1), false, wt, dy_m, 1);
                     } else {
                         matmul(dcol, (p, 1), false, wt, dy_m, 1);
-                        s.col2im_image(dcol, dx_i);
+                        s.col2im_image(dcol, table.as_deref(), dx_i);
                     }
                 }
             }
@@ -589,7 +623,7 @@ fn backward_per_image(
     }
     ConvGrads {
         dx,
-        dw: s.full_weight_grad(transpose(&dw_t, k, s.cout)),
+        dw: transpose(&dw_t, k, s.cout),
         db: want_db.then_some(db),
     }
 }
@@ -605,7 +639,6 @@ fn backward_batched(
 ) -> ConvGrads {
     let (k, p, np) = (s.k(), s.p(), s.n * s.p());
     let threads = rayon::current_num_threads();
-    let w = s.weight_matrix(w);
     let table = s.gather_table();
     let mut dw = vec![0f32; s.cout * k];
     let mut db = want_db.then(|| vec![0f32; s.cout]);
@@ -640,7 +673,7 @@ fn backward_batched(
                 dcol,
                 (np, 1),
                 false,
-                Mat::row_major(&w, s.cout, k).t(),
+                Mat::row_major(w, s.cout, k).t(),
                 dy_m,
                 threads,
             );
@@ -650,20 +683,12 @@ fn backward_batched(
                 let (i, c) = (plane_idx / s.cin, plane_idx % s.cin);
                 for t in 0..a {
                     let row = &dcol[(c * a + t) * np + i * p..][..p];
-                    for (&v, &o) in row.iter().zip(&table[t * p..][..p]) {
-                        if o != PADDING {
-                            plane[o as usize] += v;
-                        }
-                    }
+                    scatter_add(row, &table[t * p..][..p], plane);
                 }
             }));
         }
     });
-    ConvGrads {
-        dx,
-        dw: s.full_weight_grad(dw),
-        db,
-    }
+    ConvGrads { dx, dw, db }
 }
 
 /// The CPU custom op (applied as `CustomOp2` without bias, `CustomOp3` with).
@@ -671,6 +696,9 @@ struct Conv2d {
     stride: usize,
     padding: usize,
     input_grad: bool,
+    /// The weight's live-tap columns, when some taps are dead: built by the forward pass, reused by the
+    /// backward pass.
+    live_weight: OnceLock<Vec<f32>>,
 }
 
 impl Conv2d {
@@ -686,6 +714,10 @@ impl Conv2d {
         let b = bias
             .map(|(bs, bl)| contiguous_f32(bs, bl, "conv2d bias"))
             .transpose()?;
+        let w = match s.weight_matrix(w) {
+            Cow::Borrowed(w) => w,
+            Cow::Owned(live) => self.live_weight.get_or_init(|| live),
+        };
         let out = forward(&s, x, w, b);
         Ok((CpuStorage::F32(out), Shape::from((s.n, s.cout, s.oh, s.ow))))
     }
@@ -704,19 +736,16 @@ impl Conv2d {
             CpuF32::lock(w, "conv2d weight")?,
             CpuF32::lock(&grad, "conv2d grad")?,
         );
-        let g = backward(
-            &s,
-            xd.as_slice(),
-            wd.as_slice(),
-            gd.as_slice(),
-            self.input_grad,
-            want_db,
-        );
+        let live = match self.live_weight.get() {
+            Some(live) => Cow::Borrowed(live.as_slice()),
+            None => s.weight_matrix(wd.as_slice()),
+        };
+        let g = backward(&s, xd.as_slice(), &live, gd.as_slice(), self.input_grad, want_db);
         let device = x.device();
         let dx =
             g.dx.map(|dx| Tensor::from_vec(dx, x.shape(), device))
                 .transpose()?;
-        let dw = Tensor::from_vec(g.dw, w.shape(), device)?;
+        let dw = Tensor::from_vec(s.full_weight_grad(g.dw), w.shape(), device)?;
         let db = g.db.map(|db| Tensor::from_vec(db, s.cout, device)).transpose()?;
         Ok((dx, Some(dw), db))
     }

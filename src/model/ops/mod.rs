@@ -6,6 +6,6 @@ mod cpu_data;
 mod lanes;
 pub mod max_pool;
 
-pub use batch_norm::{batch_norm_relu_train, batch_norm_train};
+pub use batch_norm::{batch_norm_add_relu_train, batch_norm_relu_train, batch_norm_train};
 pub use conv::conv2d;
 pub use max_pool::max_pool2d;
