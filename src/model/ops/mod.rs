@@ -1,3 +1,11 @@
 //! Tensor operations labpipe implements itself, each with an exact backward.
 
+pub mod batch_norm;
+pub mod conv;
+mod cpu_data;
+mod lanes;
 pub mod max_pool;
+
+pub use batch_norm::{batch_norm_add_relu_train, batch_norm_relu_train, batch_norm_train};
+pub use conv::conv2d;
+pub use max_pool::max_pool2d;
