@@ -22,6 +22,15 @@ pub enum Mode {
     Eval,
 }
 
+/// What follows a BatchNorm inside the same fused op.
+#[derive(Clone, Copy)]
+enum Epilogue<'a> {
+    None,
+    Relu,
+    /// `relu(bn(x) + residual)`: the end of a residual block.
+    AddRelu(&'a Tensor),
+}
+
 /// A network with its weights and buffers.
 pub struct Net {
     decl: ModelDecl,
@@ -159,8 +168,16 @@ impl Net {
         mode: Mode,
         first: &mut bool,
     ) -> Result<Tensor> {
-        for n in nodes {
-            x = self.node(n, prefix, x, mode, first)?;
+        let mut i = 0;
+        while i < nodes.len() {
+            // BatchNorm followed by ReLU runs as one fused op.
+            if let (Op::BatchNorm2d, Some(Op::Relu)) = (&nodes[i].op, nodes.get(i + 1).map(|n| &n.op)) {
+                x = self.batch_norm(&x, &join(prefix, &nodes[i].name), mode, Epilogue::Relu)?;
+                i += 2;
+                continue;
+            }
+            x = self.node(&nodes[i], prefix, x, mode, first)?;
+            i += 1;
         }
         Ok(x)
     }
@@ -183,16 +200,13 @@ impl Net {
                 };
                 // The first layer's input is data: its gradient is never needed.
                 let needs_input_grad = !std::mem::replace(first, false);
-                {
-                    let _ = needs_input_grad;
-                    super::composed::conv2d(&x, w, b, *stride, *padding)?
-                }
+                ops::conv2d(&x, w, b, *stride, *padding, needs_input_grad)?
             }
-            Op::BatchNorm2d => self.batch_norm(&x, &path, mode)?,
+            Op::BatchNorm2d => self.batch_norm(&x, &path, mode, Epilogue::None)?,
             Op::Relu => x.relu()?,
             Op::LeakyRelu { negative_slope } => x.maximum(&(&x * *negative_slope)?)?,
             Op::Gelu => x.gelu_erf()?,
-            Op::MaxPool2d(w) => ops::max_pool::max_pool2d(&x, w.kernel, w.stride, w.padding)?,
+            Op::MaxPool2d(w) => ops::max_pool2d(&x, w.kernel, w.stride, w.padding)?,
             Op::AvgPool2d(w) => {
                 // count_include_pad=True: zero padding is averaged in, exactly like padding with zeros first.
                 let x = if w.padding > 0 {
@@ -255,6 +269,18 @@ impl Net {
                 activation,
                 ..
             } => {
+                // A body ending in BatchNorm under a ReLU activation: BN, the addition and the ReLU run fused.
+                if let (Some((last, rest)), Some(Op::Relu)) =
+                    (body.split_last(), activation.as_ref().map(|a| &a.op))
+                    && last.op == Op::BatchNorm2d
+                {
+                    let pre = self.seq(rest, &path, x.clone(), mode, first)?;
+                    let side = match shortcut {
+                        Some(s) => self.node(s, &path, x, mode, first)?,
+                        None => x,
+                    };
+                    return self.batch_norm(&pre, &join(&path, &last.name), mode, Epilogue::AddRelu(&side));
+                }
                 let main = self.seq(body, &path, x.clone(), mode, first)?;
                 let side = match shortcut {
                     Some(s) => self.node(s, &path, x, mode, first)?,
@@ -269,13 +295,17 @@ impl Net {
         })
     }
 
-    fn batch_norm(&self, x: &Tensor, path: &str, mode: Mode) -> Result<Tensor> {
+    fn batch_norm(&self, x: &Tensor, path: &str, mode: Mode, epilogue: Epilogue) -> Result<Tensor> {
         let weight = self.param(&format!("{path}.weight"))?;
         let bias = self.param(&format!("{path}.bias"))?;
         let (rm_key, rv_key) = (format!("{path}.running_mean"), format!("{path}.running_var"));
         match mode {
             Mode::Train => {
-                let (y, mean, var) = super::composed::batch_norm_train(x, weight, bias, BN_EPS)?;
+                let (y, mean, var) = match epilogue {
+                    Epilogue::None => ops::batch_norm_train(x, weight, bias, BN_EPS)?,
+                    Epilogue::Relu => ops::batch_norm_relu_train(x, weight, bias, BN_EPS)?,
+                    Epilogue::AddRelu(r) => ops::batch_norm_add_relu_train(x, weight, bias, r, BN_EPS)?,
+                };
                 let (n, _, h, w) = x.dims4()?;
                 let count = (n * h * w) as f64;
                 // PyTorch updates the running variance with the unbiased batch variance.
@@ -313,8 +343,14 @@ impl Net {
                 let c = rm.dim(0)?;
                 let scale = (weight / (rv + BN_EPS)?.sqrt()?)?;
                 let shift = (bias - (rm * &scale)?)?;
-                x.broadcast_mul(&scale.reshape((1, c, 1, 1))?)?
-                    .broadcast_add(&shift.reshape((1, c, 1, 1))?)
+                let y = x
+                    .broadcast_mul(&scale.reshape((1, c, 1, 1))?)?
+                    .broadcast_add(&shift.reshape((1, c, 1, 1))?)?;
+                match epilogue {
+                    Epilogue::None => Ok(y),
+                    Epilogue::Relu => y.relu(),
+                    Epilogue::AddRelu(r) => (y + r)?.relu(),
+                }
             }
         }
     }
