@@ -1,11 +1,12 @@
 //! The "plot model" figure: one box per layer call, residual shortcuts beside their blocks, blocks framed.
 //!
 //! The layout (see `layout`) is computed once from the declaration and painted identically as SVG and PNG
-//! with the embedded font, so the same model always gives the same bytes on every machine.
+//! with the embedded font, so the same model always gives the same bytes on every machine. The files are
+//! written by the report figures' shared writer (`write_svg_and_png`), which also sets the PNG's text.
 
 mod layout;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -14,6 +15,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use self::layout::{Align, Drawing, Prim};
 use super::{Calls, ModelSummary};
 use crate::model::decl::{ModelDecl, ShapeError};
+use crate::report::figures::{FigureError, Painting, write_svg_and_png};
 use crate::report::font;
 
 /// Why the model diagram could not be made.
@@ -25,22 +27,9 @@ pub enum DiagramError {
     /// The embedded font could not measure a label.
     #[error("cannot lay out the model diagram: {0}")]
     Measure(#[from] layout::MeasureError),
-    /// plotters failed while painting.
-    #[error("drawing {path}: {message}")]
-    Draw {
-        /// File being drawn.
-        path: PathBuf,
-        /// The backend's message.
-        message: String,
-    },
-    /// Writing or renaming the file failed.
-    #[error("writing {path}: {source}; check that the directory exists and is writable")]
-    Io {
-        /// File being written.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
+    /// Painting or writing the SVG/PNG files failed.
+    #[error("model diagram: {0}")]
+    Figure(#[from] FigureError),
 }
 
 /// Draw the model diagram of `decl` (titled with `summary`'s totals) to `svg` and `png`, atomically.
@@ -51,8 +40,7 @@ pub fn draw_diagram(
     png: &Path,
 ) -> Result<(), DiagramError> {
     let drawing = lay_out(decl, summary)?;
-    write_svg(&drawing, svg)?;
-    write_png(&drawing, png)?;
+    write_svg_and_png(&drawing, svg, png)?;
     Ok(())
 }
 
@@ -64,63 +52,14 @@ fn lay_out(decl: &ModelDecl, summary: &ModelSummary) -> Result<Drawing, DiagramE
     Ok(layout::lay_out(decl, &calls.0, summary)?)
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DiagramError + '_ {
-    move |source| DiagramError::Io {
-        path: path.to_path_buf(),
-        source,
+impl Painting for Drawing {
+    fn size(&self) -> (u32, u32) {
+        (self.width, self.height)
     }
-}
 
-/// A sibling temporary path that keeps the extension (plotters picks the image format from it).
-fn temp_beside(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map_or("diagram".into(), |n| n.to_string_lossy().into_owned());
-    let ext = path
-        .extension()
-        .map_or(String::new(), |e| format!(".{}", e.to_string_lossy()));
-    path.with_file_name(format!(".{name}.tmp-{}{ext}", std::process::id()))
-}
-
-fn ensure_parent(path: &Path) -> Result<(), DiagramError> {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir).map_err(io_err(path)),
-        _ => Ok(()),
+    fn paint<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        paint(area, self)
     }
-}
-
-fn write_svg(d: &Drawing, path: &Path) -> Result<(), DiagramError> {
-    let mut text = String::new();
-    {
-        let area = SVGBackend::with_string(&mut text, (d.width, d.height)).into_drawing_area();
-        paint(&area, d)
-            .and_then(|()| area.present().map_err(|e| e.to_string()))
-            .map_err(|message| DiagramError::Draw {
-                path: path.to_path_buf(),
-                message,
-            })?;
-    }
-    ensure_parent(path)?;
-    let tmp = temp_beside(path);
-    std::fs::write(&tmp, text.as_bytes()).map_err(io_err(path))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))
-}
-
-fn write_png(d: &Drawing, path: &Path) -> Result<(), DiagramError> {
-    ensure_parent(path)?;
-    let tmp = temp_beside(path);
-    let drawn = {
-        let area = BitMapBackend::new(&tmp, (d.width, d.height)).into_drawing_area();
-        paint(&area, d).and_then(|()| area.present().map_err(|e| e.to_string()))
-    };
-    if let Err(message) = drawn {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(DiagramError::Draw {
-            path: path.to_path_buf(),
-            message,
-        });
-    }
-    std::fs::rename(&tmp, path).map_err(io_err(path))
 }
 
 fn rgb((r, g, b): layout::Rgb) -> RGBColor {
@@ -264,6 +203,11 @@ mod tests {
         // No temporary files are left behind.
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(left.len(), 4);
+        // To look at the diagrams, run with FIGURES_PREVIEW_DIR=/some/dir (as the figure tests).
+        if let Ok(out) = std::env::var("FIGURES_PREVIEW_DIR") {
+            draw(&decl, Path::new(&out), "resnet18_diagram");
+            draw(&simple_cnn(10, 0.5), Path::new(&out), "simplecnn_diagram");
+        }
     }
 
     #[test]

@@ -4,16 +4,19 @@
 //! Every figure is painted once per backend from the same inputs with the embedded font, so the SVG and the
 //! PNG show the same picture and the same input always gives the same bytes. `write_svg_and_png` is the one
 //! place that renders a `Painting` to both formats and moves the files into place atomically; other figures
-//! (the model diagram) can implement `Painting` and reuse it.
+//! (the model diagram) implement `Painting` and reuse it. Its PNG text is set by `typeset` (through
+//! `bitmap::TypesetBitMap`), because plotters' own bitmap text spaces letters unevenly.
 //!
-//! To look at the figures the tests draw, run them with `FIGURES_PREVIEW_DIR=/some/dir`: the curve, overlay
-//! and confusion tests then also write their figures there.
+//! To look at the figures the tests draw, run them with `FIGURES_PREVIEW_DIR=/some/dir`: the curve, overlay,
+//! confusion and model-diagram tests then also write their figures there.
 
+mod bitmap;
 mod confusion;
 mod curves;
 mod legend;
 mod panel;
 mod style;
+mod typeset;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use self::bitmap::TypesetBitMap;
 pub use self::confusion::draw_confusion;
 pub use self::curves::{CurveMarks, draw_curves, draw_overlay};
 
@@ -71,9 +75,10 @@ pub fn write_svg_and_png(painting: &impl Painting, svg: &Path, png: &Path) -> Re
     ensure_parent(png)?;
     // plotters encodes the PNG (through the `image` crate) only when it saves to a path, so the PNG goes to
     // a temporary sibling first; the `image` PNG encoder writes no timestamp, so the bytes are reproducible.
+    // Text goes through `TypesetBitMap`: plotters' own bitmap text spaces letters unevenly.
     let png_tmp = temp_beside(png);
     let drawn = {
-        let area = BitMapBackend::new(&png_tmp, size).into_drawing_area();
+        let area = TypesetBitMap::new(BitMapBackend::new(&png_tmp, size)).into_drawing_area();
         painting
             .paint(&area)
             .and_then(|()| area.present().map_err(|e| e.to_string()))
