@@ -167,6 +167,13 @@ impl Bn {
         Ok(y)
     }
 
+    /// max_pool(relu(bn(x))), fused.
+    fn forward_relu_pool(&self, x: &Tensor, k: usize, s: usize, p: usize) -> Result<Tensor> {
+        let (y, mean, var) = ops::batch_norm_relu_max_pool_train(x, &self.gamma, &self.beta, 1e-5, k, s, p)?;
+        self.update_running(x, mean, var)?;
+        Ok(y)
+    }
+
     /// relu(bn(x) + residual), fused.
     fn forward_add_relu(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
         let (y, mean, var) = ops::batch_norm_add_relu_train(x, &self.gamma, &self.beta, residual, 1e-5)?;
@@ -244,8 +251,11 @@ impl SimpleCnn {
         let mut x = x.clone();
         for (i, (conv, bn)) in self.convs.iter().enumerate() {
             x = conv.forward(&x, imp, i > 0)?;
-            x = bn.forward(&x, true, imp)?;
-            x = pool(&x, 2, 2, 0, imp)?;
+            x = if imp.bn && imp.pool {
+                bn.forward_relu_pool(&x, 2, 2, 0)?
+            } else {
+                pool(&bn.forward(&x, true, imp)?, 2, 2, 0, imp)?
+            };
         }
         let x = candle_nn::ops::dropout(&x, 0.5)?;
         self.fc.forward(&x.flatten_from(1)?)
