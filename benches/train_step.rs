@@ -1,10 +1,12 @@
 //! Training-step throughput of SimpleCNN (batch 128) and ResNet-18 (batch 64) on the CPU, with Candle's
 //! own layers against labpipe's custom ops (`labpipe::model::ops`).
 //!
-//! Run: `MIMALLOC_PURGE_DELAY=-1 cargo bench --bench train_step -- [--model simple|resnet|all]
-//!       [--ops none|all|conv,bn,pool] [--steps N] [--adam]`
+//! Run: `CANDLE_NUM_THREADS=1 MIMALLOC_PURGE_DELAY=-1 cargo bench --bench train_step -- [--model simple|resnet|all]
+//!       [--ops none|all|conv,bn,pool] [--steps N] [--adam] [--micro [--only PREFIX]]`
 //! A step is forward + cross-entropy + backward (+ an AdamW update with `--adam`); 3 warm-up steps,
-//! then the median of `--steps` steps. Inputs are N(0,1), labels uniform over 10 classes.
+//! then the median of `--steps` steps, and the CPU time per step (user + system, all threads).
+//! Inputs are N(0,1), labels fixed over 10 classes. `--micro` times single layers instead.
+//! `CANDLE_NUM_THREADS=1` keeps Candle's spinning elementwise thread pool from competing with rayon.
 
 use std::time::Instant;
 
