@@ -1,10 +1,12 @@
 //! Training-step throughput of SimpleCNN (batch 128) and ResNet-18 (batch 64) on the CPU, with Candle's
 //! own layers against labpipe's custom ops (`labpipe::model::ops`).
 //!
-//! Run: `MIMALLOC_PURGE_DELAY=-1 cargo bench --bench train_step -- [--model simple|resnet|all]
-//!       [--ops none|all|conv,bn,pool] [--steps N] [--adam]`
+//! Run: `CANDLE_NUM_THREADS=1 MIMALLOC_PURGE_DELAY=-1 cargo bench --bench train_step -- [--model simple|resnet|all]
+//!       [--ops none|all|conv,bn,pool] [--steps N] [--adam] [--micro [--only PREFIX]]`
 //! A step is forward + cross-entropy + backward (+ an AdamW update with `--adam`); 3 warm-up steps,
-//! then the median of `--steps` steps. Inputs are N(0,1), labels uniform over 10 classes.
+//! then the median of `--steps` steps, and the CPU time per step (user + system, all threads).
+//! Inputs are N(0,1), labels fixed over 10 classes. `--micro` times single layers instead.
+//! `CANDLE_NUM_THREADS=1` keeps Candle's spinning elementwise thread pool from competing with rayon.
 
 use std::time::Instant;
 
@@ -167,6 +169,13 @@ impl Bn {
         Ok(y)
     }
 
+    /// max_pool(relu(bn(x))), fused.
+    fn forward_relu_pool(&self, x: &Tensor, k: usize, s: usize, p: usize) -> Result<Tensor> {
+        let (y, mean, var) = ops::batch_norm_relu_max_pool_train(x, &self.gamma, &self.beta, 1e-5, k, s, p)?;
+        self.update_running(x, mean, var)?;
+        Ok(y)
+    }
+
     /// relu(bn(x) + residual), fused.
     fn forward_add_relu(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
         let (y, mean, var) = ops::batch_norm_add_relu_train(x, &self.gamma, &self.beta, residual, 1e-5)?;
@@ -244,8 +253,11 @@ impl SimpleCnn {
         let mut x = x.clone();
         for (i, (conv, bn)) in self.convs.iter().enumerate() {
             x = conv.forward(&x, imp, i > 0)?;
-            x = bn.forward(&x, true, imp)?;
-            x = pool(&x, 2, 2, 0, imp)?;
+            x = if imp.bn && imp.pool {
+                bn.forward_relu_pool(&x, 2, 2, 0)?
+            } else {
+                pool(&bn.forward(&x, true, imp)?, 2, 2, 0, imp)?
+            };
         }
         let x = candle_nn::ops::dropout(&x, 0.5)?;
         self.fc.forward(&x.flatten_from(1)?)

@@ -70,21 +70,7 @@ fn batch_norm(
     eps: f64,
     epilogue: Epilogue,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    let dims = x.dims();
-    if dims.len() < 2 {
-        bail!("batch_norm: input has shape {dims:?}, expected [N, C, ...]")
-    }
-    let c = dims[1];
-    if weight.dims() != [c] || bias.dims() != [c] {
-        bail!(
-            "batch_norm: weight {:?} and bias {:?} must both be [{c}] (one per channel of input {dims:?})",
-            weight.dims(),
-            bias.dims()
-        )
-    }
-    if x.elem_count() / c.max(1) < 2 {
-        bail!("batch_norm: training needs more than one value per channel, got input {dims:?}")
-    }
+    check_shapes(x, weight, bias)?;
     let on_cpu = is_cpu_f32(x) && is_cpu_f32(weight) && is_cpu_f32(bias) && residual.is_none_or(is_cpu_f32);
     if !on_cpu {
         return batch_norm_composed(x, weight, bias, residual, eps, epilogue);
@@ -104,9 +90,28 @@ fn batch_norm(
     let Some(stats) = stats.get() else {
         bail!("batch_norm: the forward pass recorded no statistics")
     };
-    let mean = Tensor::from_slice(&stats.mean, c, x.device())?;
-    let var = Tensor::from_slice(&stats.var, c, x.device())?;
+    let (mean, var) = stats.tensors(x.device())?;
     Ok((y, mean, var))
+}
+
+/// Check `x` is `[N, C, ...]` with more than one value per channel and `weight`, `bias` are `[C]`.
+pub(crate) fn check_shapes(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<()> {
+    let dims = x.dims();
+    if dims.len() < 2 {
+        bail!("batch_norm: input has shape {dims:?}, expected [N, C, ...]")
+    }
+    let c = dims[1];
+    if weight.dims() != [c] || bias.dims() != [c] {
+        bail!(
+            "batch_norm: weight {:?} and bias {:?} must both be [{c}] (one per channel of input {dims:?})",
+            weight.dims(),
+            bias.dims()
+        )
+    }
+    if x.elem_count() / c.max(1) < 2 {
+        bail!("batch_norm: training needs more than one value per channel, got input {dims:?}")
+    }
+    Ok(())
 }
 
 /// The same computation from Candle ops (CUDA/Metal, non-f32 types, and the tests' reference).
@@ -138,10 +143,48 @@ fn batch_norm_composed(
 }
 
 /// Per-channel statistics the forward pass computed: mean, 1/sqrt(var + eps), biased variance.
-struct Stats {
-    mean: Vec<f32>,
-    inv_std: Vec<f32>,
-    var: Vec<f32>,
+pub(crate) struct Stats {
+    pub(crate) mean: Vec<f32>,
+    pub(crate) inv_std: Vec<f32>,
+    pub(crate) var: Vec<f32>,
+}
+
+impl Stats {
+    /// The batch statistics of `x` `[N, C, L]` and the per-channel affine map (scale, shift) that
+    /// normalizes, scales by `w` and shifts by `b`: y = x·scale + shift.
+    pub(crate) fn of(
+        x: &[f32],
+        ncl: (usize, usize, usize),
+        w: &[f32],
+        b: &[f32],
+        eps: f64,
+    ) -> (Self, Vec<f32>, Vec<f32>) {
+        let moments = channel_stats(x, ncl);
+        let mean: Vec<f32> = moments.iter().map(|m| m.0 as f32).collect();
+        let var: Vec<f32> = moments.iter().map(|m| m.1 as f32).collect();
+        let inv_std: Vec<f32> = moments
+            .iter()
+            .map(|m| (1.0 / (m.1 + eps).sqrt()) as f32)
+            .collect();
+        // scale = w/σ, shift = b − mean·scale.
+        let scale: Vec<f32> = w.iter().zip(&inv_std).map(|(w, s)| w * s).collect();
+        let shift: Vec<f32> = b
+            .iter()
+            .zip(&mean)
+            .zip(&scale)
+            .map(|((b, m), s)| b - m * s)
+            .collect();
+        (Self { mean, inv_std, var }, scale, shift)
+    }
+
+    /// The detached statistics as tensors: (mean, biased variance).
+    pub(crate) fn tensors(&self, device: &candle_core::Device) -> Result<(Tensor, Tensor)> {
+        let c = self.mean.len();
+        Ok((
+            Tensor::from_slice(&self.mean, c, device)?,
+            Tensor::from_slice(&self.var, c, device)?,
+        ))
+    }
 }
 
 /// The CPU op; `stats` is set by the forward pass and read by the backward pass and the caller.
@@ -153,7 +196,7 @@ struct BatchNorm {
 }
 
 /// Lay out `[N, C, L]`: (n, c, l) from the tensor's dims.
-fn ncl(dims: &[usize]) -> (usize, usize, usize) {
+pub(crate) fn ncl(dims: &[usize]) -> (usize, usize, usize) {
     let (n, c) = (dims[0], dims[1]);
     (n, c, dims[2..].iter().product())
 }
@@ -204,21 +247,7 @@ impl CustomOp3 for BatchNorm {
             let w = contiguous_f32(s2, l2, "batch_norm weight")?;
             (w, contiguous_f32(s3, l3, "batch_norm bias")?, None)
         };
-        let moments = channel_stats(x, (n, c, l));
-        let mean: Vec<f32> = moments.iter().map(|m| m.0 as f32).collect();
-        let var: Vec<f32> = moments.iter().map(|m| m.1 as f32).collect();
-        let inv_std: Vec<f32> = moments
-            .iter()
-            .map(|m| (1.0 / (m.1 + self.eps).sqrt()) as f32)
-            .collect();
-        // y = x·scale + shift with scale = w/σ, shift = b − mean·scale.
-        let scale: Vec<f32> = w.iter().zip(&inv_std).map(|(w, s)| w * s).collect();
-        let shift: Vec<f32> = b
-            .iter()
-            .zip(&mean)
-            .zip(&scale)
-            .map(|((b, m), s)| b - m * s)
-            .collect();
+        let (stats, scale, shift) = Stats::of(x, (n, c, l), w, b, self.eps);
         let y = par_filled(x.len(), l, |plane, y| {
             let (sc, sh) = (scale[plane % c], shift[plane % c]);
             let x = &x[plane * l..][..l];
@@ -233,7 +262,7 @@ impl CustomOp3 for BatchNorm {
                 _ => y.iter_mut().zip(x).for_each(|(y, x)| *y = x * sc + sh),
             }
         });
-        if self.stats.set(Stats { mean, inv_std, var }).is_err() {
+        if self.stats.set(stats).is_err() {
             bail!("batch_norm: an op instance ran its forward pass twice")
         }
         Ok((CpuStorage::F32(y), xl.shape().clone()))

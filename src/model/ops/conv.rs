@@ -1006,6 +1006,25 @@ mod tests {
     }
 
     #[test]
+    fn results_do_not_depend_on_the_thread_count() -> Result<()> {
+        let run = |threads: usize, c: &Case| -> Result<[Vec<f32>; 4]> {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            pool.install(|| outputs(c, |x, w, b| conv2d(x, w, b, c.stride, c.padding, true)))
+        };
+        // Per-image (several tasks) and batch-wide paths.
+        for c in [
+            case(19, 4, 8, 5, 3, 1, 1, true),
+            case(6, 32, 4, 16, 3, 1, 1, true),
+        ] {
+            assert_eq!(run(1, &c)?, run(3, &c)?, "n{} @{}", c.n, c.hw);
+        }
+        Ok(())
+    }
+
+    #[test]
     fn taps_that_only_see_padding_are_dropped() -> Result<()> {
         let live = |x: [usize; 4], w: [usize; 4], s: usize, p: usize| -> Result<Vec<(usize, usize)>> {
             Ok(ConvShape::new(&x, &w, s, p)?.taps)

@@ -68,22 +68,23 @@ pub(crate) fn is_cpu_f32(t: &Tensor) -> bool {
 }
 
 thread_local! {
-    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Spare buffers of this thread, reused by [`with_scratch`] (a stack, so nested uses each get one).
+    static SCRATCH: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Run `f` with this thread's reusable buffer of `len` floats (contents unspecified: callers overwrite
-/// what they read). Reusing it spares the allocator and the kernel's page zeroing on every call.
+/// Run `f` with a reusable buffer of `len` floats from this thread's spares (contents unspecified:
+/// callers overwrite what they read). Reuse spares the allocator and the kernel's page zeroing on
+/// every call; nested calls, or a rayon task run while this thread waits, simply take another buffer.
 pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            if buf.len() < len {
-                buf.resize(len, 0.0);
-            }
-            f(&mut buf[..len])
-        }
-        // Re-entered on this thread (a rayon worker ran another op's task while waiting): use a fresh one.
-        Err(_) => f(&mut vec![0.0; len]),
-    })
+    let mut buf = SCRATCH
+        .with(|spares| spares.borrow_mut().pop())
+        .unwrap_or_default();
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    let result = f(&mut buf[..len]);
+    SCRATCH.with(|spares| spares.borrow_mut().push(buf));
+    result
 }
 
 /// A new vector of `len` elements built in parallel: chunk `i` (of `chunk` elements, the last may be

@@ -23,7 +23,7 @@ pub struct PoolWindow {
 
 impl PoolWindow {
     /// Check the window against PyTorch's rules (padding at most half the kernel) for an input `h`×`w`.
-    fn validate(&self, h: usize, w: usize) -> Result<()> {
+    pub(crate) fn validate(&self, h: usize, w: usize) -> Result<()> {
         if self.kernel == 0 || self.stride == 0 {
             bail!(
                 "max_pool2d: kernel ({}) and stride ({}) must be at least 1",
@@ -147,7 +147,14 @@ impl CustomOp1 for MaxPool2d {
 /// `stride` phases (`phase[r][j] = row[j·stride + r]`), so every tap reads a contiguous run and the
 /// compare-and-select over the output row vectorizes. (Looping window by window instead is 4–10×
 /// slower: short loops and a mispredicted branch per element.)
-fn pool_plane(x: &[f32], h: usize, w: usize, window: PoolWindow, out: &mut [f32], argmax: &mut [u32]) {
+pub(crate) fn pool_plane(
+    x: &[f32],
+    h: usize,
+    w: usize,
+    window: PoolWindow,
+    out: &mut [f32],
+    argmax: &mut [u32],
+) {
     let ow = window.out_len(w);
     let (s, pad) = (window.stride, window.padding);
     let pw = w.div_ceil(s);
