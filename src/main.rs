@@ -15,5 +15,11 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // Candle's elementwise thread pool spin-waits and competes with labpipe's rayon kernels on few cores;
+    // with one Candle thread a ResNet-18 step uses ~30% less CPU (measured; see BENCHMARKS.md).
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // SAFETY: no other thread exists yet at the start of main.
+        unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
+    }
     std::process::exit(cli::main());
 }

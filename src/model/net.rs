@@ -1,7 +1,7 @@
 //! The Candle network built from a `ModelDecl`: parameters named as PyTorch's state_dict, BatchNorm with
 //! PyTorch's running statistics, PyTorch's default initialisation, seeded dropout.
 
-use super::decl::{ModelDecl, Node, Op, TensorRole};
+use super::decl::{ModelDecl, Node, Op, TensorRole, Window};
 use super::ops;
 use crate::rng::Rng;
 use candle_core::{D, DType, Device, Result, Tensor, Var};
@@ -29,6 +29,8 @@ enum Epilogue<'a> {
     Relu,
     /// `relu(bn(x) + residual)`: the end of a residual block.
     AddRelu(&'a Tensor),
+    /// `max_pool(relu(bn(x)))`: a SimpleCNN block's tail.
+    ReluMaxPool(Window),
 }
 
 /// A network with its weights and buffers.
@@ -170,7 +172,16 @@ impl Net {
     ) -> Result<Tensor> {
         let mut i = 0;
         while i < nodes.len() {
-            // BatchNorm followed by ReLU runs as one fused op.
+            // BatchNorm → ReLU → MaxPool (and BatchNorm → ReLU) run as one fused op.
+            if let (Op::BatchNorm2d, Some(Op::Relu), Some(Op::MaxPool2d(w))) = (
+                &nodes[i].op,
+                nodes.get(i + 1).map(|n| &n.op),
+                nodes.get(i + 2).map(|n| &n.op),
+            ) {
+                x = self.batch_norm(&x, &join(prefix, &nodes[i].name), mode, Epilogue::ReluMaxPool(*w))?;
+                i += 3;
+                continue;
+            }
             if let (Op::BatchNorm2d, Some(Op::Relu)) = (&nodes[i].op, nodes.get(i + 1).map(|n| &n.op)) {
                 x = self.batch_norm(&x, &join(prefix, &nodes[i].name), mode, Epilogue::Relu)?;
                 i += 2;
@@ -305,6 +316,9 @@ impl Net {
                     Epilogue::None => ops::batch_norm_train(x, weight, bias, BN_EPS)?,
                     Epilogue::Relu => ops::batch_norm_relu_train(x, weight, bias, BN_EPS)?,
                     Epilogue::AddRelu(r) => ops::batch_norm_add_relu_train(x, weight, bias, r, BN_EPS)?,
+                    Epilogue::ReluMaxPool(w) => ops::batch_norm_relu_max_pool_train(
+                        x, weight, bias, BN_EPS, w.kernel, w.stride, w.padding,
+                    )?,
                 };
                 let (n, _, h, w) = x.dims4()?;
                 let count = (n * h * w) as f64;
@@ -350,6 +364,7 @@ impl Net {
                     Epilogue::None => Ok(y),
                     Epilogue::Relu => y.relu(),
                     Epilogue::AddRelu(r) => (y + r)?.relu(),
+                    Epilogue::ReluMaxPool(w) => ops::max_pool2d(&y.relu()?, w.kernel, w.stride, w.padding),
                 }
             }
         }
