@@ -188,11 +188,31 @@ pub fn load_str(path: &Path, text: &str, cli_overrides: &[String]) -> Result<Pip
         let resolved: Resolved = match serde_json::from_value(value) {
             Ok(r) => r,
             Err(e) => {
-                let pos = variant.pos;
-                diags.push(
-                    Diagnostic::at(path, text, pos, format!("run `{}`: {e}", variant.name))
-                        .label("after applying this experiment's overrides"),
-                );
+                let msg = e.to_string();
+                let mut d = Diagnostic::at(path, text, variant.pos, format!("run `{}`: {msg}", variant.name))
+                    .label("after applying the overrides");
+                if let (Some(found), Some(expected)) = (
+                    between(&msg, "`", "`"),
+                    msg.split_once("expected one of ").map(|x| x.1.to_string()),
+                ) {
+                    let choices: Vec<&str> =
+                        expected.split(',').map(|c| c.trim().trim_matches('`')).collect();
+                    if let Some(best) = closest(&found, choices.iter().copied()) {
+                        // Name the whole path the user wrote, e.g. `train.epochs` for `-S train.epoch=5`.
+                        let written = variant
+                            .overrides
+                            .iter()
+                            .chain(cli.iter())
+                            .map(|(k, _)| k.as_str());
+                        let full = written
+                            .filter_map(|k| k.strip_suffix(found.as_str()).and_then(|p| p.strip_suffix('.')))
+                            .map(|parent| format!("{parent}.{best}"))
+                            .next()
+                            .unwrap_or_else(|| best.to_string());
+                        d = d.help(format!("did you mean `{full}`?"));
+                    }
+                }
+                diags.push(d);
                 continue;
             }
         };

@@ -76,6 +76,12 @@ pub fn apply(root: &mut Value, path: &str, value: Value) -> Result<(), OverrideE
         cur = match cur {
             Value::Object(m) => {
                 if !m.contains_key(*seg) {
+                    // An optional field left unset is absent from the section: setting it is allowed, and the
+                    // typed check afterwards rejects names the section does not have (with a suggestion).
+                    if last && i > 0 {
+                        m.insert((*seg).to_string(), value);
+                        return Ok(());
+                    }
                     return Err(not_found(&all));
                 }
                 let slot = m.get_mut(*seg).ok_or_else(|| not_found(&all))?;
@@ -176,6 +182,9 @@ mod tests {
         let e = apply(&mut v, "train.optimiser.lr", json!(1)).unwrap_err();
         assert_eq!(e.suggestion.as_deref(), Some("train.optimizer.lr"));
         apply(&mut v, "train.early_stopping.patience", json!(2)).unwrap();
+        apply(&mut v, "train.optimizer.betas", json!([0.8, 0.9])).unwrap();
+        assert_eq!(v["train"]["optimizer"]["betas"], json!([0.8, 0.9]));
+        assert!(apply(&mut v, "trian", json!(1)).is_err());
         assert_eq!(v["train"]["early_stopping"], json!({"patience": 2}));
     }
 }

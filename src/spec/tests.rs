@@ -206,3 +206,26 @@ fn several_errors_are_reported_at_once() {
         "{e}"
     );
 }
+
+#[test]
+fn unset_optional_fields_can_be_overridden_and_typos_inside_sections_are_caught() {
+    let p = load_str(
+        Path::new("p.yaml"),
+        BASE,
+        &["train.optimizer.weight_decay=0.01".into()],
+    )
+    .unwrap();
+    assert_eq!(p.runs[0].train.optimizer.weight_decay, Some(0.01));
+    let e = load_str(
+        Path::new("p.yaml"),
+        BASE,
+        &["train.scheduler.step_sizee=3".into()],
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        e.contains("unknown field `step_sizee`") && e.contains("did you mean `train.scheduler.step_size`?"),
+        "{e}"
+    );
+}
