@@ -26,6 +26,9 @@ pub enum CheckpointError {
     },
 }
 
+/// The safetensors header key under which labpipe's metadata (sorted JSON) is stored.
+pub const METADATA_KEY: &str = "labpipe";
+
 /// Write `tensors` (and `metadata`) to `path` via a temporary file and a rename, so a crash never leaves a
 /// half-written checkpoint under the final name.
 pub fn save(
@@ -41,7 +44,16 @@ pub fn save(
     // Sorted names make the file bytes deterministic.
     let mut entries: Vec<(&String, &Tensor)> = tensors.iter().collect();
     entries.sort_by(|a, b| a.0.cmp(b.0));
-    let meta: HashMap<String, String> = metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    // safetensors writes its metadata from a HashMap, whose order changes from process to process; one entry
+    // holding sorted JSON keeps checkpoint bytes identical for identical content.
+    let meta: HashMap<String, String> = if metadata.is_empty() {
+        HashMap::new()
+    } else {
+        HashMap::from([(
+            METADATA_KEY.to_string(),
+            serde_json::to_string(metadata).unwrap_or_default(),
+        )])
+    };
     let cpu: Vec<(String, Tensor)> = entries
         .into_iter()
         .map(|(k, t)| Ok((k.clone(), t.to_device(&Device::Cpu)?.contiguous()?)))
@@ -99,7 +111,11 @@ mod tests {
             "a.num_batches_tracked".to_string(),
             Tensor::new(3i64, &Device::Cpu).unwrap(),
         );
-        let meta = BTreeMap::from([("format".to_string(), "labpipe".to_string())]);
+        let meta = BTreeMap::from([
+            ("format".to_string(), "pt".to_string()),
+            ("b".to_string(), "2".to_string()),
+            ("a".to_string(), "1".to_string()),
+        ]);
         let (p1, p2) = (dir.path().join("1.safetensors"), dir.path().join("2.safetensors"));
         save(&p1, &t, &meta).unwrap();
         save(&p2, &t, &meta).unwrap();
@@ -107,7 +123,7 @@ mod tests {
         assert_eq!(back["b.weight"].to_vec1::<f32>().unwrap(), vec![1.0, 2.0]);
         assert_eq!(back["a.num_batches_tracked"].to_scalar::<i64>().unwrap(), 3);
         assert!(size_mb(&p1).unwrap() > 0.0);
-        let _ = std::fs::read(&p2).unwrap();
+        assert_eq!(std::fs::read(&p1).unwrap(), std::fs::read(&p2).unwrap());
     }
 
     #[test]

@@ -11,7 +11,8 @@ use std::sync::Arc;
 /// Test metrics of one checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TestMetrics {
-    /// Mean cross-entropy.
+    /// Mean cross-entropy (NaN for a diverged model, stored as JSON null).
+    #[serde(with = "nan_as_null")]
     pub loss: f64,
     /// Share of correct predictions.
     pub accuracy: f64,
@@ -23,6 +24,23 @@ pub struct TestMetrics {
     pub confusion: Vec<Vec<u64>>,
     /// Images evaluated.
     pub images: usize,
+}
+
+/// JSON has no NaN: a diverged model's loss is written as null and read back as NaN.
+mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
 }
 
 /// Evaluate `net` on `test`.
@@ -61,4 +79,25 @@ pub fn evaluate(
         confusion,
         images: test.len(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nan_loss_survives_json() {
+        let m = TestMetrics {
+            loss: f64::NAN,
+            accuracy: 0.1,
+            class_names: vec![],
+            per_class_accuracy: vec![],
+            confusion: vec![],
+            images: 0,
+        };
+        let text = serde_json::to_string(&m).unwrap();
+        assert!(text.contains("\"loss\":null"), "{text}");
+        let back: TestMetrics = serde_json::from_str(&text).unwrap();
+        assert!(back.loss.is_nan());
+    }
 }
