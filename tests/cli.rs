@@ -207,6 +207,35 @@ fn tiny_simple_cnn_summary_matches_the_seed() {
     assert_eq!(out, include_str!("fixtures/summaries/simplecnn_summary.txt"));
 }
 
+#[test]
+fn layers_copy_of_simple_cnn_prints_the_same_summary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let block = |c: u32| {
+        format!(
+            "    - conv2d: {{out_channels: {c}, kernel: 3, padding: 1}}\n    - batch_norm2d\n    - relu\n    - max_pool2d: {{kernel: 2}}\n"
+        )
+    };
+    let model = format!(
+        "model:\n  class_name: MyCNN\n  layers:\n{}{}{}    - dropout: {{p: 0.5}}\n    - view\n    - linear: {{out_features: 10}}\n",
+        block(32),
+        block(64),
+        block(128)
+    );
+    write(tmp.path(), "p.yaml", &pipeline("mine", &model, ""));
+    let o = labpipe(tmp.path(), &["summary", "p.yaml"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(out, include_str!("fixtures/summaries/simplecnn_summary.txt"));
+    // With an nn.Flatten module instead of view, torchsummary lists it: one more row.
+    write(
+        tmp.path(),
+        "f.yaml",
+        &pipeline("mine", &model.replace("- view", "- flatten"), ""),
+    );
+    let (out, _) = text(&labpipe(tmp.path(), &["summary", "f.yaml"]));
+    assert!(out.contains("Flatten-14") && out.contains("Linear-15"), "{out}");
+}
+
 fn assert_bad_input(dir: &Path, args: &[&str], needles: &[&str]) {
     let o = labpipe(dir, args);
     let (_, err) = text(&o);
@@ -322,6 +351,10 @@ fn missing_and_truncated_cifar_files_exit_1_naming_the_file() {
             .iter()
             .any(|f| f.ends_with("split.json")),
         "no dataset artifacts on failure"
+    );
+    assert!(
+        stage_dirs(&dir.join("out"), "dataset").is_empty(),
+        "no half-built stage directory"
     );
 
     std::fs::remove_file(&batch).unwrap();

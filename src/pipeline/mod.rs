@@ -241,6 +241,15 @@ impl<'a> Executor<'a> {
                     status = RunStatus::Interrupted;
                 }
                 Err(StageError::Failed(msg)) => {
+                    // Nothing half-written stays behind; only training keeps its work directory (to resume).
+                    if stage != "train" {
+                        let partial = self
+                            .store
+                            .root()
+                            .join(stage)
+                            .join(format!(".partial-{}", key.key));
+                        let _ = std::fs::remove_dir_all(partial);
+                    }
                     self.say(&run.name, stage, &format!("FAILED: {msg}"));
                     stages_out.push((stage, StageOutcome::Failed(msg.clone())));
                     status = RunStatus::Failed {

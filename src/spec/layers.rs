@@ -120,6 +120,8 @@ pub enum LayerSpec {
     Dropout(SimpleSpec),
     /// nn.Flatten.
     Flatten(SimpleSpec),
+    /// `x.view(n, -1)`: flattens without a module (torchsummary shows no row), as the seed's SimpleCNN does.
+    View(SimpleSpec),
     /// nn.Linear.
     Linear(LinearSpec),
     /// A residual block.
@@ -138,6 +140,7 @@ pub const LAYER_KINDS: &[&str] = &[
     "adaptive_avg_pool2d",
     "dropout",
     "flatten",
+    "view",
     "linear",
     "residual",
 ];
@@ -168,6 +171,7 @@ impl<'de> Visitor<'de> for LayerVisitor {
             "adaptive_avg_pool2d" => LayerSpec::AdaptiveAvgPool2d(s),
             "dropout" => LayerSpec::Dropout(s),
             "flatten" => LayerSpec::Flatten(s),
+            "view" => LayerSpec::View(s),
             "conv2d" => {
                 return Err(E::custom(
                     "`conv2d` needs parameters: `conv2d: {out_channels: N, kernel: K}`",
@@ -208,6 +212,7 @@ impl<'de> Visitor<'de> for LayerVisitor {
             "adaptive_avg_pool2d" => LayerSpec::AdaptiveAvgPool2d(simple(map.next_value()?)),
             "dropout" => LayerSpec::Dropout(simple(map.next_value()?)),
             "flatten" => LayerSpec::Flatten(simple(map.next_value()?)),
+            "view" => LayerSpec::View(simple(map.next_value()?)),
             "linear" => LayerSpec::Linear(map.next_value()?),
             "residual" => LayerSpec::Residual(map.next_value()?),
             other => return Err(de::Error::unknown_variant(other, LAYER_KINDS)),
@@ -344,6 +349,8 @@ fn to_node(
             },
         ),
         LayerSpec::Flatten(s) => (name_or(&s.name), Op::Flatten),
+        // A function call owns no parameters, so it never takes a state_dict index.
+        LayerSpec::View(_) => (String::new(), Op::View),
         LayerSpec::Linear(l) => {
             check_positive(path, "linear.out_features", l.out_features)?;
             (
