@@ -201,15 +201,11 @@ impl<'a> Executor<'a> {
                 continue;
             }
             match self.store.lookup(key) {
-                Ok(_) => {
+                Ok(dir) => {
                     self.say(&run.name, stage, &format!("cached ({})", &key.key[..8]));
                     stages_out.push((stage, StageOutcome::Cached));
-                    if stage == "train"
-                        && let Ok(dir) = self.store.lookup(key)
-                        && let Ok(o) = read_json::<TrainOutcome>(&dir, "outcome.json")
-                        && let Some(d) = &o.diverged
-                    {
-                        status = RunStatus::Diverged { message: d.message() };
+                    if let Some(message) = cached_divergence(stage, &dir) {
+                        status = RunStatus::Diverged { message };
                     }
                     continue;
                 }
@@ -223,7 +219,21 @@ impl<'a> Executor<'a> {
             let started = Instant::now();
             let result = self.build_stage(stage, key, run, &keys, &mut prepared);
             match result {
-                Ok(extra) => {
+                Ok(Built::ByOther(dir)) => {
+                    self.say(
+                        &run.name,
+                        stage,
+                        &format!(
+                            "cached ({}; another labpipe process built it meanwhile)",
+                            &key.key[..8]
+                        ),
+                    );
+                    stages_out.push((stage, StageOutcome::Cached));
+                    if let Some(message) = cached_divergence(stage, &dir) {
+                        status = RunStatus::Diverged { message };
+                    }
+                }
+                Ok(Built::Ran(extra)) => {
                     let secs = started.elapsed().as_secs_f64();
                     self.say(
                         &run.name,
@@ -304,7 +314,8 @@ impl<'a> Executor<'a> {
         Ok(())
     }
 
-    /// Build one stage; `Ok(Some(msg))` means the run diverged (the stage still completed).
+    /// Build one stage under its lock; `Built::Ran(Some(msg))` means the run diverged (the stage still
+    /// completed).
     fn build_stage(
         &mut self,
         stage: &str,
@@ -312,12 +323,21 @@ impl<'a> Executor<'a> {
         run: &RunSpec,
         keys: &StageKeys,
         prepared: &mut Option<Prepared>,
-    ) -> Result<Option<String>, StageError> {
+    ) -> Result<Built, StageError> {
         let fail = |e: String| StageError::Failed(e);
-        let lock = self.store.lock(key).map_err(|e| fail(e.to_string()))?;
+        let lock = self
+            .store
+            .lock_or_wait(key, || {
+                self.say(
+                    &run.name,
+                    stage,
+                    "waiting: another labpipe process is building this stage",
+                )
+            })
+            .map_err(|e| fail(e.to_string()))?;
         // Another process may have finished this stage while we waited for the lock.
-        if self.store.lookup(key).is_ok() {
-            return Ok(None);
+        if let Ok(dir) = self.store.lookup(key) {
+            return Ok(Built::ByOther(dir));
         }
         let build = self.store.begin(key, lock).map_err(|e| fail(e.to_string()))?;
         let dir = build.dir().to_path_buf();
@@ -437,7 +457,7 @@ impl<'a> Executor<'a> {
         build
             .commit(started.elapsed().as_secs_f64(), &[])
             .map_err(|e| fail(e.to_string()))?;
-        Ok(diverged)
+        Ok(Built::Ran(diverged))
     }
 }
 
@@ -486,6 +506,23 @@ impl Executor<'_> {
 enum StageError {
     Failed(String),
     Interrupted(String),
+}
+
+/// How a stage that was not in the cache at first came to be complete.
+enum Built {
+    /// This process ran it; `Some(message)` when training diverged.
+    Ran(Option<String>),
+    /// Another process completed it while this one waited for the stage's lock.
+    ByOther(StageDir),
+}
+
+/// The divergence message of a complete train stage, if its run diverged.
+fn cached_divergence(stage: &str, dir: &StageDir) -> Option<String> {
+    if stage != "train" {
+        return None;
+    }
+    let outcome = read_json::<TrainOutcome>(dir, "outcome.json").ok()?;
+    outcome.diverged.map(|d| d.message())
 }
 
 fn evaluate_checkpoint(

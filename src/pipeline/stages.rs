@@ -23,6 +23,20 @@ pub struct StageKeys {
     pub plot: StageKey,
 }
 
+/// Remove the `line` of every layer node (objects with an `op`), at any depth.
+fn drop_source_lines(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            if m.contains_key("op") {
+                m.remove("line");
+            }
+            m.values_mut().for_each(drop_source_lines);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(drop_source_lines),
+        _ => {}
+    }
+}
+
 impl StageKeys {
     /// Compute every key of `run`; `fingerprint` identifies the input data, `device` is the device kind.
     pub fn new(run: &RunSpec, fingerprint: &str, device: &str) -> Self {
@@ -40,7 +54,10 @@ impl StageKeys {
             }),
             &[],
         );
-        let model = StageKey::new("model", serde_json::to_value(&run.decl).unwrap_or_default(), &[]);
+        let mut decl = serde_json::to_value(&run.decl).unwrap_or_default();
+        // Layers carry their YAML line for error messages; a comment or blank line above must not retrain.
+        drop_source_lines(&mut decl);
+        let model = StageKey::new("model", decl, &[]);
         let mut train_spec = serde_json::to_value(&run.train).unwrap_or_default();
         if let Some(m) = train_spec.as_object_mut() {
             // Evaluation batch size changes nothing but speed.

@@ -123,9 +123,14 @@ pub const LAST_FILE: &str = "last.safetensors";
 const RESUME_STATE: &str = "resume.safetensors";
 const RESUME_JSON: &str = "resume.json";
 
+/// `resume.json`: everything besides tensors that the loop carries from one epoch to the next. Floats survive
+/// the JSON round trip exactly (serde_json's `float_roundtrip`), so a resumed run compares like the original.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ResumeInfo {
     epochs_done: usize,
+    /// Set when early stopping ended training: a resume must not train on.
+    #[serde(default)]
+    stopped_early_at: Option<usize>,
     history: TrainHistory,
     best_epoch: Option<usize>,
     best_metric: Option<f64>,
@@ -202,6 +207,7 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
 
     let mut info = ResumeInfo {
         epochs_done: 0,
+        stopped_early_at: None,
         history: TrainHistory::default(),
         best_epoch: None,
         best_metric: None,
@@ -240,7 +246,13 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
     let base_lr = t.optimizer.lr;
     let augment = Arc::new(run.data.augment.clone());
     let mut diverged = None;
-    let mut stopped_early_at = None;
+    let mut stopped_early_at = info.stopped_early_at;
+    // An early stop that was checkpointed but not committed before a crash stays stopped.
+    let end = if stopped_early_at.is_some() {
+        info.epochs_done
+    } else {
+        t.epochs
+    };
     let classes = run
         .decl
         .output_shape()
@@ -249,7 +261,7 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
         .unwrap_or(10);
     let _ = classes;
 
-    for epoch in info.epochs_done..t.epochs {
+    for epoch in info.epochs_done..end {
         let epoch_start = Instant::now();
         let plan = BatchPlan {
             images: job.train.clone(),
@@ -381,6 +393,7 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
             }
             if info.stop_since >= es.patience && epoch + 1 < t.epochs {
                 stopped_early_at = Some(record.epoch);
+                info.stopped_early_at = stopped_early_at;
             }
         }
 
@@ -404,7 +417,8 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
             }
             break;
         }
-        if job.interrupt.load(Ordering::SeqCst) {
+        // After the last epoch there is nothing left to resume: finish instead.
+        if job.interrupt.load(Ordering::SeqCst) && epoch + 1 < t.epochs {
             return Err(TrainError::Interrupted {
                 epochs_done: info.epochs_done,
             });
@@ -429,8 +443,101 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
     })
 }
 
+/// Epochs an interrupted build in `work_dir` has checkpointed (what the next run resumes after), if any.
+pub fn resume_progress(work_dir: &Path) -> Option<usize> {
+    let text = std::fs::read_to_string(work_dir.join(RESUME_JSON)).ok()?;
+    let info: ResumeInfo = serde_json::from_str(&text).ok()?;
+    Some(info.epochs_done)
+}
+
 /// Remove the resume state once the stage's artifacts are final.
 pub fn clear_resume_state(work_dir: &Path) {
     let _ = std::fs::remove_file(work_dir.join(RESUME_JSON));
     let _ = std::fs::remove_file(work_dir.join(RESUME_STATE));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::normalize::stats_for;
+    use crate::data::split::split;
+    use crate::data::synthetic;
+
+    const PIPELINE: &str = "name: t
+data: {dataset: synthetic, train_size: 120, test_size: 10, val_split: 40, normalize: first_image}
+model:
+  layers:
+    - flatten
+    - linear: {out_features: 10}
+train:
+  epochs: 6
+  batch_size: 40
+  optimizer: {name: sgd, lr: 0.01}
+  early_stopping: {metric: val_loss, patience: 1, min_delta: 10.0}
+";
+
+    fn job_parts() -> (RunSpec, Arc<ImageSet>, Arc<ImageSet>, NormStats) {
+        let p = crate::spec::load_str(Path::new("t.yaml"), PIPELINE, &[]).unwrap();
+        let run = p.runs[0].clone();
+        let data = synthetic::generate(120, 10);
+        let sp = split(120, 40, 0);
+        let stats = stats_for(&run.data.normalize, &data.train, &sp.train);
+        let train = Arc::new(data.train.select(&sp.train));
+        let val = Arc::new(data.train.select(&sp.val));
+        (run, train, val, stats)
+    }
+
+    #[test]
+    fn an_early_stop_that_was_checkpointed_stays_stopped_on_resume() {
+        let (run, train_set, val, stats) = job_parts();
+        let dir = tempfile::tempdir().unwrap();
+        let job = TrainJob {
+            run: &run,
+            train: train_set,
+            val,
+            stats,
+            device: &Device::Cpu,
+            workers: 1,
+            work_dir: dir.path(),
+            quiet: true,
+            interrupt: Arc::new(AtomicBool::new(false)),
+        };
+        // A min_delta nothing can beat: the second epoch is "no improvement" and patience 1 stops there.
+        let first = train(&job).unwrap();
+        assert_eq!(first.stopped_early_at, Some(2));
+        assert_eq!(first.history.epochs.len(), 2);
+        assert_eq!(resume_progress(dir.path()), Some(2));
+
+        // The process died before the stage was committed: the next one must not train epochs 3-6.
+        let again = train(&job).unwrap();
+        assert_eq!(again.resumed_epochs, 2);
+        assert_eq!(again.stopped_early_at, Some(2));
+        assert_eq!(again.history, first.history);
+        assert_eq!(again.selected_epoch, first.selected_epoch);
+
+        clear_resume_state(dir.path());
+        assert_eq!(resume_progress(dir.path()), None);
+    }
+
+    #[test]
+    fn an_interrupt_stops_after_the_current_batch_with_nothing_checkpointed() {
+        let (run, train_set, val, stats) = job_parts();
+        let dir = tempfile::tempdir().unwrap();
+        let job = TrainJob {
+            run: &run,
+            train: train_set,
+            val,
+            stats,
+            device: &Device::Cpu,
+            workers: 1,
+            work_dir: dir.path(),
+            quiet: true,
+            interrupt: Arc::new(AtomicBool::new(true)),
+        };
+        match train(&job) {
+            Err(TrainError::Interrupted { epochs_done }) => assert_eq!(epochs_done, 0),
+            other => panic!("expected an interrupt, got {other:?}"),
+        }
+        assert_eq!(resume_progress(dir.path()), None);
+    }
 }

@@ -1,0 +1,150 @@
+//! Training survives `kill -9` and Ctrl-C: the next `labpipe run` resumes after the last checkpointed epoch
+//! and ends with exactly the bytes an uninterrupted run produces.
+
+mod cache_support;
+
+use cache_support::*;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+const EPOCHS: usize = 4;
+
+/// An uninterrupted run of the pipeline, made once for the tests of this file.
+fn reference() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), "p.yaml", &pipeline("resume", EPOCHS, ""));
+        let o = run(tmp.path(), &["run", "p.yaml", "-q"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        tmp
+    })
+    .path()
+}
+
+fn reference_out() -> PathBuf {
+    reference().join("out")
+}
+
+#[test]
+fn kill_9_in_epoch_3_resumes_after_epoch_2_bit_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write(dir, "p.yaml", &pipeline("resume", EPOCHS, ""));
+    let out = dir.join("out");
+
+    let mut child = spawn(dir, &["run", "p.yaml"], &dir.join("first.log"));
+    wait_for(120, "resume.json to record 2 epochs", || {
+        epochs_done(&out) == Some(2)
+    });
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run finished before it could be killed"
+    );
+    signal(&child, libc::SIGKILL);
+    child.wait().unwrap();
+    let log = std::fs::read_to_string(dir.join("first.log")).unwrap();
+    assert!(log.contains("epoch 2/4: train loss"), "{log}");
+    assert!(
+        !log.contains("epoch 4/4: train loss"),
+        "epoch 4 finished before the kill:\n{log}"
+    );
+    assert!(complete_dir_missing(&out, "train"));
+    let partial = train_partial(&out).expect("the killed build's directory is kept");
+    assert_eq!(checkpoint_epoch(&partial.join("last.safetensors")), 2);
+
+    // A different thread count and worker count: neither may change a single bit.
+    let o = labpipe()
+        .args(["run", "p.yaml", "--workers", "3"])
+        .env("RAYON_NUM_THREADS", "1")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("baseline: resuming after epoch 2 of 4"), "{err}");
+    assert!(
+        !err.contains("epoch 1/4: train loss") && !err.contains("epoch 2/4: train loss"),
+        "{err}"
+    );
+    assert!(
+        err.contains("epoch 3/4: train loss") && err.contains("epoch 4/4: train loss"),
+        "{err}"
+    );
+    assert_same_results(&reference_out(), &out);
+
+    // Nothing half-written survives into the entry, and no build is left over.
+    assert!(partials(&out).is_empty(), "{:?}", partials(&out));
+    let train = complete_dir(&out, "train");
+    let mut listed = manifest_files(&train);
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            "config.json",
+            "history.csv",
+            "history.json",
+            "last.safetensors",
+            "model.safetensors",
+            "outcome.json"
+        ]
+    );
+    let outcome: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(train.join("outcome.json")).unwrap()).unwrap();
+    assert_eq!(outcome["resumed_epochs"], 2);
+}
+
+fn complete_dir_missing(out: &Path, stage: &str) -> bool {
+    stage_dirs(out, stage).iter().all(|d| d.starts_with(".partial-"))
+}
+
+#[test]
+fn ctrl_c_once_stops_with_130_keeps_the_last_epoch_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write(dir, "p.yaml", &pipeline("resume", EPOCHS, ""));
+    let out = dir.join("out");
+
+    let mut child = spawn(dir, &["run", "p.yaml"], &dir.join("first.log"));
+    wait_for(120, "resume.json to record 1 epoch", || {
+        epochs_done(&out) == Some(1)
+    });
+    signal(&child, libc::SIGINT);
+    let status = child.wait().unwrap();
+    let log = std::fs::read_to_string(dir.join("first.log")).unwrap();
+    assert_eq!(status.code(), Some(130), "{log}");
+    assert!(log.contains("interrupt: finishing the current batch"), "{log}");
+    assert!(log.contains("`labpipe run` again resumes"), "{log}");
+
+    // The current batch finishes, then the loop stops: the checkpoint is the last complete epoch (1, or 2
+    // when the signal landed after epoch 2's last batch).
+    let done = epochs_done(&out).expect("resume state kept");
+    assert!((1..EPOCHS).contains(&done), "epochs done: {done}");
+    let partial = train_partial(&out).unwrap();
+    assert_eq!(checkpoint_epoch(&partial.join("last.safetensors")), done);
+    assert!(partial.join("model.safetensors").is_file());
+    assert!(complete_dir_missing(&out, "train"));
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("runs/resume/baseline.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["status"], "interrupted");
+
+    let o = run(dir, &["plan", "p.yaml"]);
+    assert!(
+        stdout(&o).contains(&format!(
+            "train    will run: interrupted earlier; resumes after epoch {done}"
+        )),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = run(dir, &["run", "p.yaml"]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("resuming after epoch {done} of 4")),
+        "{err}"
+    );
+    assert_same_results(&reference_out(), &out);
+    assert!(partials(&out).is_empty());
+}
