@@ -33,9 +33,12 @@ fn kill_9_in_epoch_3_resumes_after_epoch_2_bit_identical() {
     write(dir, "p.yaml", &pipeline("resume", EPOCHS, ""));
     let out = dir.join("out");
 
-    let mut child = spawn(dir, &["run", "p.yaml"], &dir.join("first.log"));
-    wait_for(120, "resume.json to record 2 epochs", || {
+    let log = dir.join("first.log");
+    let mut child = spawn(dir, &["run", "p.yaml"], &log);
+    // Mid-epoch 3: epoch 2 is checkpointed and epoch 3 has trained its first batch (of 5).
+    wait_for(120, "epoch 3's first batch", || {
         epochs_done(&out) == Some(2)
+            && std::fs::read_to_string(&log).is_ok_and(|l| l.contains("epoch 3/4 batch 1/5"))
     });
     assert!(
         child.try_wait().unwrap().is_none(),
@@ -43,11 +46,10 @@ fn kill_9_in_epoch_3_resumes_after_epoch_2_bit_identical() {
     );
     signal(&child, libc::SIGKILL);
     child.wait().unwrap();
-    let log = std::fs::read_to_string(dir.join("first.log")).unwrap();
-    assert!(log.contains("epoch 2/4: train loss"), "{log}");
+    let log = std::fs::read_to_string(&log).unwrap();
     assert!(
-        !log.contains("epoch 4/4: train loss"),
-        "epoch 4 finished before the kill:\n{log}"
+        !log.contains("epoch 3/4: train loss"),
+        "epoch 3 finished before the kill:\n{log}"
     );
     assert!(complete_dir_missing(&out, "train"));
     let partial = train_partial(&out).expect("the killed build's directory is kept");

@@ -200,6 +200,15 @@ impl<'a> Executor<'a> {
                 stages_out.push((stage, StageOutcome::Skipped));
                 continue;
             }
+            // Ctrl-C during a stage that cannot stop midway: start no further stage.
+            if self.opts.interrupt.load(std::sync::atomic::Ordering::SeqCst)
+                && self.store.lookup(key).is_err()
+            {
+                self.say(&run.name, stage, "interrupted before it started");
+                stages_out.push((stage, StageOutcome::Skipped));
+                status = RunStatus::Interrupted;
+                continue;
+            }
             match self.store.lookup(key) {
                 Ok(dir) => {
                     self.say(&run.name, stage, &format!("cached ({})", &key.key[..8]));

@@ -120,14 +120,26 @@ pub struct TrainJob<'a> {
 pub const MODEL_FILE: &str = "model.safetensors";
 /// The last epoch's weights.
 pub const LAST_FILE: &str = "last.safetensors";
-const RESUME_STATE: &str = "resume.safetensors";
 const RESUME_JSON: &str = "resume.json";
+
+/// The tensors of the resume state after `epochs` epochs. Each epoch writes a new file and `resume.json`
+/// then names it, so a crash between the two writes leaves the previous, matching pair.
+fn resume_state_name(epochs: usize) -> String {
+    format!("resume-{epochs}.safetensors")
+}
+
+fn is_resume_state(name: &str) -> bool {
+    name.starts_with("resume") && name.ends_with(".safetensors")
+}
 
 /// `resume.json`: everything besides tensors that the loop carries from one epoch to the next. Floats survive
 /// the JSON round trip exactly (serde_json's `float_roundtrip`), so a resumed run compares like the original.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ResumeInfo {
     epochs_done: usize,
+    /// The file holding this state's weights, buffers and optimizer state.
+    #[serde(default)]
+    state_file: String,
     /// Set when early stopping ended training: a resume must not train on.
     #[serde(default)]
     stopped_early_at: Option<usize>,
@@ -207,6 +219,7 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
 
     let mut info = ResumeInfo {
         epochs_done: 0,
+        state_file: String::new(),
         stopped_early_at: None,
         history: TrainHistory::default(),
         best_epoch: None,
@@ -216,10 +229,10 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
         dropout_rng: net.dropout_rng(),
     };
     let resume_json = job.work_dir.join(RESUME_JSON);
-    let resume_state = job.work_dir.join(RESUME_STATE);
-    if let (Ok(text), true) = (std::fs::read_to_string(&resume_json), resume_state.exists())
+    if let Ok(text) = std::fs::read_to_string(&resume_json)
         && let Ok(saved) = serde_json::from_str::<ResumeInfo>(&text)
-        && let Ok(tensors) = checkpoint::load(&resume_state, job.device)
+        && is_resume_state(&saved.state_file)
+        && let Ok(tensors) = checkpoint::load(&job.work_dir.join(&saved.state_file), job.device)
     {
         let (model, optim): (HashMap<_, _>, HashMap<_, _>) = tensors
             .into_iter()
@@ -403,10 +416,18 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
         for (k, v) in opt.state().map_err(terr)? {
             resume.insert(format!("optimizer/{k}"), v);
         }
-        checkpoint::save(&resume_state, &resume, &checkpoint_metadata(run, record.epoch))?;
+        let previous = std::mem::replace(&mut info.state_file, resume_state_name(info.epochs_done));
+        checkpoint::save(
+            &job.work_dir.join(&info.state_file),
+            &resume,
+            &checkpoint_metadata(run, record.epoch),
+        )?;
         let tmp = resume_json.with_extension("json.tmp");
         std::fs::write(&tmp, serde_json::to_vec_pretty(&info).unwrap_or_default()).map_err(io(&tmp))?;
         std::fs::rename(&tmp, &resume_json).map_err(io(&resume_json))?;
+        if !previous.is_empty() && previous != info.state_file {
+            let _ = std::fs::remove_file(job.work_dir.join(previous));
+        }
 
         if stopped_early_at.is_some() {
             if !job.quiet {
@@ -453,7 +474,11 @@ pub fn resume_progress(work_dir: &Path) -> Option<usize> {
 /// Remove the resume state once the stage's artifacts are final.
 pub fn clear_resume_state(work_dir: &Path) {
     let _ = std::fs::remove_file(work_dir.join(RESUME_JSON));
-    let _ = std::fs::remove_file(work_dir.join(RESUME_STATE));
+    for e in std::fs::read_dir(work_dir).into_iter().flatten().flatten() {
+        if is_resume_state(&e.file_name().to_string_lossy()) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -507,6 +532,14 @@ train:
         assert_eq!(first.stopped_early_at, Some(2));
         assert_eq!(first.history.epochs.len(), 2);
         assert_eq!(resume_progress(dir.path()), Some(2));
+        // One state file, the one resume.json names; the previous epoch's is gone.
+        let states: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| is_resume_state(n))
+            .collect();
+        assert_eq!(states, [resume_state_name(2)]);
 
         // The process died before the stage was committed: the next one must not train epochs 3-6.
         let again = train(&job).unwrap();
@@ -517,6 +550,7 @@ train:
 
         clear_resume_state(dir.path());
         assert_eq!(resume_progress(dir.path()), None);
+        assert!(!dir.path().join(resume_state_name(2)).exists());
     }
 
     #[test]
