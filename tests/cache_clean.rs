@@ -51,7 +51,7 @@ fn clean_removes_only_what_no_run_uses() {
     let current_train = used[2].file_name().unwrap().to_string_lossy().into_owned();
 
     // An interrupted run of a second pipeline: its build is what the next run resumes.
-    write(dir, "q.yaml", &pipeline("q", 3, ""));
+    write(dir, "q.yaml", &sized_pipeline("q", 3, LONG_TRAIN_SIZE, ""));
     let mut q = spawn(dir, &["run", "q.yaml"], &dir.join("q.log"));
     wait_for(120, "q to checkpoint an epoch", || epochs_done(&out) == Some(1));
     signal(&q, libc::SIGINT);

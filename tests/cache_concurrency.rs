@@ -16,7 +16,7 @@ fn read(p: &Path) -> String {
 fn second_run_waits_then_reuses_the_first_runs_training() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    write(dir, "p.yaml", &pipeline("both", EPOCHS, ""));
+    write(dir, "p.yaml", &long_pipeline("both", EPOCHS));
     let out = dir.join("out");
 
     let mut first = spawn(dir, &["run", "p.yaml"], &dir.join("first.log"));
@@ -58,7 +58,7 @@ fn second_run_waits_then_reuses_the_first_runs_training() {
 fn a_killed_lock_holder_does_not_block_the_waiter() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    write(dir, "p.yaml", &pipeline("both", EPOCHS, ""));
+    write(dir, "p.yaml", &long_pipeline("both", EPOCHS));
     let out = dir.join("out");
 
     let mut holder = spawn(dir, &["run", "p.yaml"], &dir.join("holder.log"));
@@ -86,7 +86,7 @@ fn a_killed_lock_holder_does_not_block_the_waiter() {
 
     // Bit-identical to an uninterrupted run.
     let reference = tempfile::tempdir().unwrap();
-    write(reference.path(), "p.yaml", &pipeline("both", EPOCHS, ""));
+    write(reference.path(), "p.yaml", &long_pipeline("both", EPOCHS));
     let o = run(reference.path(), &["run", "p.yaml", "-q"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_same_results(&reference.path().join("out"), &out);

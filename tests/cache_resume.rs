@@ -14,7 +14,7 @@ fn reference() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     DIR.get_or_init(|| {
         let tmp = tempfile::tempdir().unwrap();
-        write(tmp.path(), "p.yaml", &pipeline("resume", EPOCHS, ""));
+        write(tmp.path(), "p.yaml", &long_pipeline("resume", EPOCHS));
         let o = run(tmp.path(), &["run", "p.yaml", "-q"]);
         assert!(o.status.success(), "{}", stderr(&o));
         tmp
@@ -30,15 +30,15 @@ fn reference_out() -> PathBuf {
 fn kill_9_in_epoch_3_resumes_after_epoch_2_bit_identical() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    write(dir, "p.yaml", &pipeline("resume", EPOCHS, ""));
+    write(dir, "p.yaml", &long_pipeline("resume", EPOCHS));
     let out = dir.join("out");
 
     let log = dir.join("first.log");
     let mut child = spawn(dir, &["run", "p.yaml"], &log);
-    // Mid-epoch 3: epoch 2 is checkpointed and epoch 3 has trained its first batch (of 5).
+    // Mid-epoch 3: epoch 2 is checkpointed and epoch 3 has trained its first batch (of 50).
     wait_for(120, "epoch 3's first batch", || {
         epochs_done(&out) == Some(2)
-            && std::fs::read_to_string(&log).is_ok_and(|l| l.contains("epoch 3/4 batch 1/5"))
+            && std::fs::read_to_string(&log).is_ok_and(|l| l.contains("epoch 3/4 batch 1/50"))
     });
     assert!(
         child.try_wait().unwrap().is_none(),
@@ -55,10 +55,11 @@ fn kill_9_in_epoch_3_resumes_after_epoch_2_bit_identical() {
     let partial = train_partial(&out).expect("the killed build's directory is kept");
     assert_eq!(checkpoint_epoch(&partial.join("last.safetensors")), 2);
 
-    // A different thread count and worker count: neither may change a single bit.
+    // Other thread counts (labpipe's kernels, Candle's) and worker count: none may change a single bit.
     let o = labpipe()
         .args(["run", "p.yaml", "--workers", "3"])
         .env("RAYON_NUM_THREADS", "1")
+        .env("CANDLE_NUM_THREADS", "2")
         .current_dir(dir)
         .output()
         .unwrap();
@@ -104,7 +105,7 @@ fn complete_dir_missing(out: &Path, stage: &str) -> bool {
 fn ctrl_c_once_stops_with_130_keeps_the_last_epoch_and_resumes() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    write(dir, "p.yaml", &pipeline("resume", EPOCHS, ""));
+    write(dir, "p.yaml", &long_pipeline("resume", EPOCHS));
     let out = dir.join("out");
 
     let mut child = spawn(dir, &["run", "p.yaml"], &dir.join("first.log"));

@@ -261,13 +261,11 @@ impl<'a> Executor<'a> {
                 }
                 Err(StageError::Failed(msg)) => {
                     // Nothing half-written stays behind; only training keeps its work directory (to resume).
-                    if stage != "train" {
-                        let partial = self
-                            .store
-                            .root()
-                            .join(stage)
-                            .join(format!(".partial-{}", key.key));
-                        let _ = std::fs::remove_dir_all(partial);
+                    // Under the lock: another process may be building the same key by now.
+                    if stage != "train"
+                        && let Ok(Some(_lock)) = self.store.try_lock(key)
+                    {
+                        let _ = std::fs::remove_dir_all(self.store.partial_dir(key));
                     }
                     self.say(&run.name, stage, &format!("FAILED: {msg}"));
                     stages_out.push((stage, StageOutcome::Failed(msg.clone())));

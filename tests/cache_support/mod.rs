@@ -21,11 +21,25 @@ pub const MODEL: &str = "model:
 
 /// A synthetic pipeline of `epochs` epochs, 5 batches each; `extra_train` is appended to `train:`.
 pub fn pipeline(name: &str, epochs: usize, extra_train: &str) -> String {
+    sized_pipeline(name, epochs, 240, extra_train)
+}
+
+/// Images in [`long_pipeline`]: 50 batches an epoch, long enough (a few tenths of a second) to signal a
+/// process reliably in the middle of an epoch.
+pub const LONG_TRAIN_SIZE: usize = 2040;
+
+/// [`pipeline`] with 50 batches an epoch.
+pub fn long_pipeline(name: &str, epochs: usize) -> String {
+    sized_pipeline(name, epochs, LONG_TRAIN_SIZE, "")
+}
+
+/// A synthetic pipeline with `train_size` images (40 of them for validation), batches of 40.
+pub fn sized_pipeline(name: &str, epochs: usize, train_size: usize, extra_train: &str) -> String {
     format!(
         "name: {name}
 data:
   dataset: synthetic
-  train_size: 240
+  train_size: {train_size}
   test_size: 60
   val_split: 40
   normalize: first_image
@@ -156,16 +170,19 @@ pub fn epochs_done(out: &Path) -> Option<usize> {
     v["epochs_done"].as_u64().map(|n| n as usize)
 }
 
-/// The epoch a checkpoint's safetensors header says it holds.
+/// The epoch a checkpoint's safetensors header says it holds (labpipe keeps its metadata as one sorted JSON
+/// string under `__metadata__.labpipe`).
 pub fn checkpoint_epoch(path: &Path) -> usize {
     let bytes = std::fs::read(path).unwrap();
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    header["__metadata__"]["labpipe.epoch"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
+    let meta: serde_json::Value = serde_json::from_str(
+        header["__metadata__"][labpipe::model::checkpoint::METADATA_KEY]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    meta["labpipe.epoch"].as_str().unwrap().parse().unwrap()
 }
 
 /// Wall-clock fields: the only ones allowed to differ between a resumed and an uninterrupted run.
