@@ -569,3 +569,37 @@ fn partly_installed_dataset_is_completed_in_place() {
     ensure_cifar10(root.path(), &spec_for(server.url(ARCHIVE_PATH), &archive), false).unwrap();
     assert_installed(root.path(), &ds);
 }
+
+/// Through the real binary: the first `labpipe run` downloads and trains; the second finds every stage cached
+/// (the dataset's fingerprint does not change with its download) and asks the server for nothing.
+#[test]
+fn pipeline_downloads_once_then_everything_is_cached() {
+    let ds = labpipe::data::synthetic::generate(10, 4);
+    let archive = tar_gz(&dataset_entries(&ds));
+    let md5 = format!("{:x}", md5::compute(&archive));
+    let server = TestServer::start(vec![(ARCHIVE_PATH, archive)], Mode::Full);
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "name: dl\ndata:\n  dataset: cifar10\n  root: cifar\n  url: {}\n  md5: {md5}\n  val_split: 2\nmodel:\n  layers:\n    - conv2d: {{out_channels: 4, kernel: 3}}\n    - flatten\n    - linear: {{out_features: 10}}\ntrain:\n  epochs: 1\n  batch_size: 4\n  optimizer: {{name: adam, lr: 0.01}}\n",
+        server.url(ARCHIVE_PATH)
+    );
+    fs::write(tmp.path().join("p.yaml"), yaml).unwrap();
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_labpipe"))
+            .args(["run", "p.yaml"])
+            .current_dir(tmp.path())
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    let err = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success(), "{err}");
+    assert!(err.contains("baseline: train    ran in"), "{err}");
+    let requests = server.seen().len();
+    assert!(requests >= 1);
+    let second = run();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{err}");
+    assert!(!err.contains("ran in") && err.contains("up to date"), "{err}");
+    assert_eq!(server.seen().len(), requests, "no second download");
+}

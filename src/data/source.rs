@@ -53,6 +53,38 @@ fn first(set: ImageSet, n: Option<usize>) -> ImageSet {
     }
 }
 
+/// Make sure the files a spec needs are on disk, downloading CIFAR-10 when missing. Runs before stage keys are
+/// computed, so a dataset's fingerprint is the same before and after its first download.
+pub fn ensure_present(spec: &DataSpec, progress: bool) -> Result<(), DataError> {
+    if spec.dataset != DatasetKind::Cifar10 {
+        return Ok(());
+    }
+    let root = cifar_root(spec);
+    let mut dl = DownloadSpec::cifar10();
+    if let Some(url) = &spec.url {
+        dl.url = url.clone();
+    }
+    if let Some(md5) = &spec.md5 {
+        dl.md5 = md5.to_lowercase();
+        // Only the official archive's size is known.
+        dl.size = None;
+    }
+    let dir = root.join(DATA_DIR);
+    let missing: Vec<&str> = cifar10::required_files()
+        .into_iter()
+        .filter(|f| !dir.join(f).is_file())
+        .collect();
+    let partial = dir.is_dir() && missing.len() < cifar10::required_files().len();
+    ensure_cifar10(&root, &dl, progress).map_err(|e| match (partial, missing.first()) {
+        // A half-installed folder whose completion could not be downloaded: name the file that is missing.
+        (true, Some(f)) => DataError::MissingFile {
+            path: dir.join(f),
+            root: root.clone(),
+        },
+        _ => e,
+    })
+}
+
 /// Load (and for CIFAR-10, download if needed) the dataset a spec describes.
 pub fn load(spec: &DataSpec, progress: bool) -> Result<Dataset, DataError> {
     match spec.dataset {
@@ -62,26 +94,7 @@ pub fn load(spec: &DataSpec, progress: bool) -> Result<Dataset, DataError> {
         )),
         DatasetKind::Cifar10 => {
             let root = cifar_root(spec);
-            let mut dl = DownloadSpec::cifar10();
-            if let Some(url) = &spec.url {
-                dl.url = url.clone();
-            }
-            let dir = root.join(DATA_DIR);
-            let missing: Vec<&str> = cifar10::required_files()
-                .into_iter()
-                .filter(|f| !dir.join(f).is_file())
-                .collect();
-            let partial = dir.is_dir() && missing.len() < cifar10::required_files().len();
-            if let Err(e) = ensure_cifar10(&root, &dl, progress) {
-                // A half-installed folder whose completion could not be downloaded: name the file that is missing.
-                return Err(match (partial, missing.first()) {
-                    (true, Some(f)) => DataError::MissingFile {
-                        path: dir.join(f),
-                        root: root.clone(),
-                    },
-                    _ => e,
-                });
-            }
+            ensure_present(spec, progress)?;
             let d = cifar10::read_cifar10(&root)?;
             Ok(Dataset {
                 train: first(d.train, spec.train_size),

@@ -178,7 +178,10 @@ impl<'a> Executor<'a> {
 
     fn run_one(&mut self, pipeline: &Pipeline, run: &RunSpec) -> RunOutcome {
         let mut stages_out: Vec<(&'static str, StageOutcome)> = Vec::new();
-        let keys = match self.keys(run) {
+        let keys = match source::ensure_present(&run.data, !self.opts.quiet)
+            .map_err(|e| e.to_string())
+            .and_then(|()| self.keys(run))
+        {
             Ok(k) => k,
             Err(e) => {
                 let status = RunStatus::Failed {
@@ -192,6 +195,17 @@ impl<'a> Executor<'a> {
                 };
             }
         };
+        // Recorded before any stage runs, so `labpipe clean` run meanwhile keeps this run's entries; a process
+        // that dies leaves it marked as interrupted, which is what it is.
+        let started = RunRecord {
+            pipeline_file: pipeline.path.clone(),
+            spec: run.clone(),
+            keys: keys.clone(),
+            status: RunStatus::Interrupted,
+        };
+        if RunRecord::load(&self.opts.out, &run.pipeline, &run.name).is_none_or(|r| r.keys != keys) {
+            let _ = started.save(&self.opts.out);
+        }
         let mut status = RunStatus::Done;
         let mut prepared: Option<Prepared> = None;
         for (i, key) in keys.all().into_iter().enumerate() {

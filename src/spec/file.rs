@@ -54,6 +54,9 @@ pub struct DataSpec {
     /// CIFAR-10 archive URL (a mirror; default the dataset authors').
     #[serde(default)]
     pub url: Option<String>,
+    /// MD5 of the archive at `url` (default: the official archive's), for a mirror that serves another archive.
+    #[serde(default)]
+    pub md5: Option<String>,
     /// Images in the training set (synthetic: how many to generate; cifar10: use the first N).
     #[serde(default)]
     pub train_size: Option<usize>,

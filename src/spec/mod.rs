@@ -538,10 +538,19 @@ fn validate(
             bad(&format!("data.augment.{i}"), m, "in this augmentation");
         }
     }
-    if d.dataset == DatasetKind::Synthetic && (d.root.is_some() || d.url.is_some()) {
+    if let Some(m) = &d.md5
+        && (m.len() != 32 || !m.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        bad(
+            "data.md5",
+            format!("`data.md5` must be 32 hexadecimal digits, got `{m}`"),
+            "an MD5 checksum",
+        );
+    }
+    if d.dataset == DatasetKind::Synthetic && (d.root.is_some() || d.url.is_some() || d.md5.is_some()) {
         bad(
             "data.root",
-            "`data.root` and `data.url` apply to `dataset: cifar10` only".into(),
+            "`data.root`, `data.url` and `data.md5` apply to `dataset: cifar10` only".into(),
             "remove it, or use `dataset: cifar10`",
         );
     }
