@@ -226,7 +226,11 @@ impl Net {
                 } else {
                     x
                 };
-                x.avg_pool2d_with_stride(w.kernel, w.stride)?
+                if w.kernel == w.stride {
+                    x.avg_pool2d_with_stride(w.kernel, w.stride)?
+                } else {
+                    avg_pool_overlapping(&x, w.kernel, w.stride)?
+                }
             }
             Op::AdaptiveAvgPool2d { output } => {
                 let (_, _, h, w) = x.dims4()?;
@@ -462,6 +466,30 @@ impl Net {
     }
 }
 
+/// Average pooling with kernel ≠ stride, whose backward Candle refuses: the mean of the k² strided views
+/// picked with `index_select`, all differentiable.
+fn avg_pool_overlapping(x: &Tensor, kernel: usize, stride: usize) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    let (oh, ow) = ((h - kernel) / stride + 1, (w - kernel) / stride + 1);
+    let rows = |start: usize, n: usize| -> Result<Tensor> {
+        let idx: Vec<u32> = (0..n).map(|i| (start + i * stride) as u32).collect();
+        Tensor::from_vec(idx, n, x.device())
+    };
+    let mut sum: Option<Tensor> = None;
+    for dy in 0..kernel {
+        let xr = x.index_select(&rows(dy, oh)?, 2)?;
+        for dx in 0..kernel {
+            let v = xr.index_select(&rows(dx, ow)?, 3)?;
+            sum = Some(match sum {
+                Some(s) => (s + v)?,
+                None => v,
+            });
+        }
+    }
+    let sum = sum.ok_or_else(|| candle_core::Error::Msg("avg_pool: empty kernel".into()))?;
+    sum / (kernel * kernel) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,6 +542,48 @@ mod tests {
         assert!(
             e.contains("missing `fc.bias`") && e.contains("unexpected `extra`"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn overlapping_avg_pool_matches_a_naive_mean_and_trains() {
+        let x = input(1)
+            .narrow(1, 0, 1)
+            .unwrap()
+            .narrow(2, 0, 5)
+            .unwrap()
+            .narrow(3, 0, 5)
+            .unwrap()
+            .contiguous()
+            .unwrap();
+        let y = avg_pool_overlapping(&x, 3, 2).unwrap();
+        assert_eq!(y.dims(), &[1, 1, 2, 2]);
+        let xv = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let naive: f32 = (0..3)
+            .flat_map(|r| (0..3).map(move |c| (r, c)))
+            .map(|(r, c)| xv[(2 + r) * 5 + 2 + c])
+            .sum::<f32>()
+            / 9.0;
+        let got = y.flatten_all().unwrap().to_vec1::<f32>().unwrap()[3];
+        assert!((got - naive).abs() < 1e-6, "{got} vs {naive}");
+        let v = candle_core::Var::from_tensor(&x).unwrap();
+        let g = avg_pool_overlapping(v.as_tensor(), 3, 2)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        // The centre pixel lies in all four windows.
+        assert!(
+            (g.get(v.as_tensor())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()[12]
+                - 4.0 / 9.0)
+                .abs()
+                < 1e-6
         );
     }
 
