@@ -105,11 +105,19 @@ pub fn cuda_compiled() -> bool {
     candle_core::utils::cuda_is_available()
 }
 
+/// The error's message without the backtrace Candle attaches when RUST_BACKTRACE is set (one line for users).
+fn message(e: &candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => message(inner),
+        other => other.to_string(),
+    }
+}
+
 /// Open CUDA device `ordinal`, turning a driver error, or a panic of a dynamically loaded driver, into a reason.
 fn open_cuda(ordinal: usize) -> Result<Device, String> {
     match std::panic::catch_unwind(|| Device::new_cuda(ordinal)) {
         Ok(Ok(device)) => Ok(device),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err(message(&e)),
         Err(panic) => Err(panic
             .downcast_ref::<String>()
             .cloned()
@@ -208,6 +216,15 @@ mod tests {
                 })
             );
         }
+    }
+
+    #[test]
+    fn reasons_carry_no_backtrace() {
+        let e = candle_core::Error::WithBacktrace {
+            inner: Box::new(candle_core::Error::Msg("no driver".into())),
+            backtrace: Box::new(std::backtrace::Backtrace::force_capture()),
+        };
+        assert_eq!(message(&e), "no driver");
     }
 
     #[test]

@@ -122,6 +122,9 @@ def torch_models():
     return {"simple_cnn": SimpleCNN, "resnet18": ResNet18}
 
 
+# Monotonic time by which every labpipe run must have finished (set from --budget).
+DEADLINE = float("inf")
+
 # (labpipe arch, label, batch size)
 MODELS = [("simple_cnn", "SimpleCNN", 128), ("resnet18", "ResNet-18", 64)]
 
@@ -167,12 +170,15 @@ def run_labpipe(binary, work, tag, yaml_text, device, timeout, workers=None):
     cmd = [binary, "run", pipe, "--out", out, "--device", device, "--quiet"]
     if workers is not None:
         cmd += ["--workers", str(workers)]
+    timeout = min(timeout, DEADLINE - time.monotonic())
+    if timeout < 10:
+        raise CheckFailed(f"{tag}: skipped, the check's time budget (--budget) is spent")
     log(f"{tag}: {' '.join(cmd[1:])}")
     t0 = time.perf_counter()
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise CheckFailed(f"{tag}: labpipe did not finish within {timeout} s ({' '.join(cmd)})")
+        raise CheckFailed(f"{tag}: labpipe did not finish within {timeout:.0f} s ({' '.join(cmd)})")
     wall = time.perf_counter() - t0
     if p.returncode != 0:
         # Backtrace frames (RUST_BACKTRACE=1) would push the message itself out of view.
@@ -237,9 +243,12 @@ def main():
     ap.add_argument("--throughput-epochs", type=int, default=2, help="epochs of the throughput runs")
     ap.add_argument("--parity-size", type=int, default=1024, help="images of the CPU/CUDA parity runs")
     ap.add_argument("--rtol", type=float, default=2e-3, help="relative tolerance of the loss parity")
-    ap.add_argument("--timeout", type=int, default=240, help="seconds allowed per labpipe run")
+    ap.add_argument("--timeout", type=int, default=180, help="seconds allowed per labpipe run")
+    ap.add_argument("--budget", type=int, default=480, help="seconds allowed for all labpipe runs together")
     ap.add_argument("--torch-steps", type=int, default=30)
     a = ap.parse_args()
+    global DEADLINE
+    DEADLINE = time.monotonic() + a.budget
 
     fast = "cpu" if a.cpu_only else "cuda"
     failures, rows, raw = [], [], {"card": a.card, "cpu_only": a.cpu_only, "models": {}}

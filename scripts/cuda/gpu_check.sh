@@ -7,7 +7,8 @@
 #
 #   scripts/cuda/gpu_check.sh [--bin PATH] [--out DIR] [--cpu-only] [-- extra gpu_check.py options]
 #
-#   --bin PATH   the labpipe binary (default: target/cuda/release/labpipe)
+#   --bin PATH   the labpipe binary, or it gzipped (default: target/cuda/labpipe-cuda.gz, from
+#                `.ci/cuda-check --release`)
 #   --out DIR    where gpu_check.md / gpu_check.json go (default: $OUT when set, else ./gpu-check-out)
 #   --cpu-only   no GPU needed: runs everything on the CPU with small sizes, to prove the plumbing
 # Environment: PYTHON (default python3), LABPIPE_CUDA_LIBS (extra library folders, searched first).
@@ -15,7 +16,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-bin=$repo/target/cuda/release/labpipe
+bin=$repo/target/cuda/labpipe-cuda.gz
 out=${OUT:-$PWD/gpu-check-out}
 cpu_only=0
 extra=()
@@ -34,8 +35,19 @@ die() { echo "gpu-check: error: $*" >&2; exit 1; }
 
 PYTHON=${PYTHON:-python3}
 command -v "$PYTHON" >/dev/null || die "no \`$PYTHON\` on PATH (set PYTHON=/path/to/python with torch)"
-[[ -f $bin ]] || die "no labpipe binary at $bin: build one with .ci/cuda-check (target/cuda/release/labpipe) and carry it, or pass --bin"
-[[ -x $bin ]] || chmod +x "$bin" 2>/dev/null || die "$bin is not executable"
+[[ -f $bin ]] || die "no labpipe binary at $bin: build one with \`.ci/cuda-check --release\` (target/cuda/labpipe-cuda.gz) and carry it, or pass --bin"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/labpipe-gpu-check.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+# A carried binary may be gzipped (62 MB stripped, 21 MB gzipped) and carried files may lose the exec bit.
+if [[ $bin == *.gz ]]; then
+  gzip -dc "$bin" >"$work/labpipe" || die "could not gunzip $bin"
+  bin=$work/labpipe
+elif [[ ! -x $bin ]]; then
+  cp "$bin" "$work/labpipe"
+  bin=$work/labpipe
+fi
+chmod +x "$bin"
 bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
 
 # The binary links the CUDA libraries by name (libcublas.so.13, libcurand.so.10, libcudart.so.13, maybe
@@ -70,8 +82,6 @@ else
   sizes=(--train-size 512 --throughput-epochs 1 --parity-size 256 --torch-steps 5)
 fi
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/labpipe-gpu-check.XXXXXX")
-trap 'rm -rf "$work"' EXIT
 mkdir -p "$out"
 t0=$SECONDS
 args=(--bin "$bin" --work "$work" --out "$out" --card "$card" "${sizes[@]}" "${extra[@]}")

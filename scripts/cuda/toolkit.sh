@@ -52,9 +52,9 @@ install_once toolkit "$CUDA_TOOLKIT_SPEC"
 # 3. Link-time names for the libraries cudarc and candle-kernels link (wheels ship only lib*.so.N).
 for l in cublas cublasLt curand nvrtc cudart; do
   if [[ ! -e $CUDA_HOME/lib/lib$l.so ]]; then
-    real=$(cd "$CUDA_HOME/lib" && ls lib$l.so.[0-9]* 2>/dev/null | head -1)
-    [[ -n $real ]] || die "no lib$l.so.N in $CUDA_HOME/lib"
-    ln -sf "$real" "$CUDA_HOME/lib/lib$l.so"
+    versioned=("$CUDA_HOME/lib/lib$l.so."[0-9]*)
+    [[ -e ${versioned[0]} ]] || die "no lib$l.so.N in $CUDA_HOME/lib"
+    ln -sf "$(basename "${versioned[0]}")" "$CUDA_HOME/lib/lib$l.so"
   fi
 done
 
