@@ -4,6 +4,7 @@
 //! `summary` counts and draws them, `train` trains and evaluates, `cache` stores stage artifacts,
 //! `pipeline` plans and runs stages, `report` renders the lab report.
 
+pub mod bench;
 pub mod cache;
 pub mod data;
 pub mod device;

@@ -1,5 +1,6 @@
 //! Command definitions and dispatch.
 
+mod bench;
 mod clean;
 mod eval;
 mod plan;
@@ -137,6 +138,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Training and evaluation images/s, peak memory and a pipeline's data-wait share.
+    Bench(bench::BenchArgs),
     /// Remove cache entries no current run refers to.
     Clean {
         /// Pipelines whose runs are kept (default: every run record in the out directory).
@@ -401,6 +404,7 @@ fn dispatch(cli: Cli) -> Result<i32, Exit> {
             let r = find_run(&p, &run)?;
             eval::eval(r, checkpoint.as_deref(), &out, &device(&dev)?, json)
         }
+        Command::Bench(args) => bench::bench(args),
         Command::Clean {
             pipelines,
             out,
