@@ -253,11 +253,14 @@ fn find_run<'a>(p: &'a Pipeline, name: &Option<String>) -> Result<&'a RunSpec, E
 }
 
 fn device(request: &str) -> Result<candle_core::Device, Exit> {
-    let dev = labpipe::device::select(Some(request)).map_err(|e| Exit::BadInput(format!("error: {e}")))?;
-    if request == "auto" && !dev.is_cuda() && cfg!(feature = "cuda") {
-        eprintln!("note: no CUDA device found; running on the CPU");
+    let parsed: labpipe::device::DeviceRequest = request
+        .parse()
+        .map_err(|e| Exit::BadInput(format!("error: {e}")))?;
+    let sel = labpipe::device::choose(parsed).map_err(|e| Exit::BadInput(format!("error: {e}")))?;
+    if let Some(notice) = &sel.notice {
+        eprintln!("{notice}");
     }
-    Ok(dev)
+    Ok(sel.device)
 }
 
 fn interrupt_flag() -> Arc<AtomicBool> {
