@@ -310,6 +310,12 @@ impl Net {
         })
     }
 
+    fn lock_buffers(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, Tensor>>> {
+        self.buffers
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("buffers poisoned".into()))
+    }
+
     fn batch_norm(&self, x: &Tensor, path: &str, mode: Mode, epilogue: Epilogue) -> Result<Tensor> {
         let weight = self.param(&format!("{path}.weight"))?;
         let bias = self.param(&format!("{path}.bias"))?;
@@ -328,16 +334,8 @@ impl Net {
                 let count = (n * h * w) as f64;
                 // PyTorch updates the running variance with the unbiased batch variance.
                 let unbiased = (var * (count / (count - 1.0).max(1.0)))?;
-                let mut buffers = self
-                    .buffers
-                    .lock()
-                    .map_err(|_| candle_core::Error::Msg("buffers poisoned".into()))?;
-                let rm = buffers
-                    .get(&rm_key)
-                    .ok_or_else(|| candle_core::Error::Msg(format!("no buffer {rm_key}")))?;
-                let rv = buffers
-                    .get(&rv_key)
-                    .ok_or_else(|| candle_core::Error::Msg(format!("no buffer {rv_key}")))?;
+                let mut buffers = self.lock_buffers()?;
+                let (rm, rv) = running_stats(&buffers, &rm_key, &rv_key)?;
                 let new_rm = ((rm * (1.0 - BN_MOMENTUM))? + (mean.detach() * BN_MOMENTUM)?)?;
                 let new_rv = ((rv * (1.0 - BN_MOMENTUM))? + (unbiased.detach() * BN_MOMENTUM)?)?;
                 buffers.insert(rm_key, new_rm);
@@ -348,16 +346,8 @@ impl Net {
                 Ok(y)
             }
             Mode::Eval => {
-                let buffers = self
-                    .buffers
-                    .lock()
-                    .map_err(|_| candle_core::Error::Msg("buffers poisoned".into()))?;
-                let rm = buffers
-                    .get(&rm_key)
-                    .ok_or_else(|| candle_core::Error::Msg(format!("no buffer {rm_key}")))?;
-                let rv = buffers
-                    .get(&rv_key)
-                    .ok_or_else(|| candle_core::Error::Msg(format!("no buffer {rv_key}")))?;
+                let buffers = self.lock_buffers()?;
+                let (rm, rv) = running_stats(&buffers, &rm_key, &rv_key)?;
                 let c = rm.dim(0)?;
                 let scale = (weight / (rv + BN_EPS)?.sqrt()?)?;
                 let shift = (bias - (rm * &scale)?)?;
@@ -464,6 +454,17 @@ impl Net {
         }
         Ok(())
     }
+}
+
+/// A BatchNorm's running mean and variance, cloned out of the buffer map (cheap: tensors share storage).
+fn running_stats(buffers: &HashMap<String, Tensor>, rm_key: &str, rv_key: &str) -> Result<(Tensor, Tensor)> {
+    let get = |k: &str| {
+        buffers
+            .get(k)
+            .cloned()
+            .ok_or_else(|| candle_core::Error::Msg(format!("no buffer {k}")))
+    };
+    Ok((get(rm_key)?, get(rv_key)?))
 }
 
 /// Average pooling with kernel ≠ stride, whose backward Candle refuses: the mean of the k² strided views
