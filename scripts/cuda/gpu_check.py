@@ -201,8 +201,29 @@ def run_labpipe(binary, work, tag, yaml_text, device, timeout, workers=None):
     return {"epochs": epochs, "wall_s": wall, "stderr": p.stderr.strip().splitlines()[-3:]}
 
 
-def torch_bench(arch, batch, device, warmup, steps):
-    """Median training images/s of the PyTorch model: Adam, cross-entropy, random float32 input."""
+def run_bench(binary, arch, batch, device, steps, timeout):
+    """`labpipe bench` on `device`: median training-step and evaluation images/s (no data path)."""
+    cmd = [binary, "bench", "--model", arch, "--batch", str(batch), "--steps", str(steps), "--device", device, "--json"]
+    timeout = min(timeout, DEADLINE - time.monotonic())
+    if timeout < 10:
+        raise CheckFailed(f"bench {arch}: skipped, the check's time budget (--budget) is spent")
+    log(f"bench {arch}: {' '.join(cmd[1:])}")
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise CheckFailed(f"bench {arch}: labpipe bench did not finish within {timeout:.0f} s")
+    if p.returncode != 0:
+        raise CheckFailed(f"bench {arch}: labpipe bench exited with {p.returncode}\n{p.stderr[-3000:]}")
+    j = json.loads(p.stdout)
+    r = {"train": j["train"]["median_img_per_s"], "eval": j["eval"]["median_img_per_s"], "device": j["device"]}
+    log(f"bench {arch}: train {r['train']:.1f} img/s, eval {r['eval']:.1f} img/s on {r['device']}")
+    return r
+
+
+def torch_bench(arch, batch, device, warmup, steps, epoch_images):
+    """PyTorch on `device`: median training-step images/s (Adam, cross-entropy, random float32 input), median
+    evaluation images/s at batch 256, and the time of one epoch of `epoch_images` shuffled images held on the
+    device (PyTorch's best case: no data loader)."""
     import torch
     import torch.nn as nn
 
@@ -225,7 +246,37 @@ def torch_bench(arch, batch, device, warmup, steps):
         sync()
         if i >= warmup:
             times.append(time.perf_counter() - t0)
-    return batch / statistics.median(times)
+    train = batch / statistics.median(times)
+    # One epoch as labpipe runs it: shuffled batches of a dataset already in memory.
+    data = torch.rand(epoch_images, 3, 32, 32, generator=g).to(device)
+    labels = torch.randint(0, 10, (epoch_images,), generator=g).to(device)
+    sync()
+    t0 = time.perf_counter()
+    order = torch.randperm(epoch_images, device=device)
+    for s in range(0, epoch_images, batch):
+        idx = order[s : s + batch]
+        opt.zero_grad(set_to_none=True)
+        loss = crit(model(data[idx]), labels[idx])
+        loss.backward()
+        opt.step()
+        loss.item()  # labpipe reads every batch's loss back
+    sync()
+    epoch_s = time.perf_counter() - t0
+    model.eval()
+    xe = torch.rand(256, 3, 32, 32, generator=g).to(device)
+    ye = torch.randint(0, 10, (256,), generator=g).to(device)
+    etimes = []
+    with torch.no_grad():
+        for i in range(warmup + steps):
+            sync()
+            t0 = time.perf_counter()
+            out = model(xe)
+            crit(out, ye).item()
+            (out.argmax(1) == ye).sum().item()
+            sync()
+            if i >= warmup:
+                etimes.append(time.perf_counter() - t0)
+    return {"train": train, "eval": 256 / statistics.median(etimes), "epoch_s": epoch_s}
 
 
 def close(a, b, rtol, atol):
@@ -276,6 +327,8 @@ def main():
     for arch, label, batch in MODELS:
         r = raw["models"][arch] = {"batch": batch}
         val = max(1, min(256, a.parity_size // 8))
+        last = None
+        # Each step is independent: a failure is recorded and the other figures are still measured.
         try:
             # 1. Throughput on the fast device; the last epoch is reported (the first pays for kernel loading).
             thr = run_labpipe(
@@ -285,6 +338,10 @@ def main():
             )
             r["labpipe_fast"] = thr
             last = thr["epochs"][-1]
+        except CheckFailed as e:
+            failures.append(str(e))
+            log(f"FAILED: {e}")
+        try:
             # 2. Parity: the same small pipeline on the CPU and on the fast device (or twice on the CPU with
             #    different worker counts in --cpu-only mode, where the numbers must agree exactly).
             small = pipeline_yaml(f"parity-{arch}", arch, batch, a.parity_size, 1, val)
@@ -305,32 +362,50 @@ def main():
         except CheckFailed as e:
             failures.append(str(e))
             log(f"FAILED: {e}")
-            last = None
-        tps = None
+        try:
+            # 3. Step throughput without the data path, measured as PyTorch's is.
+            r["labpipe_bench"] = run_bench(a.bin, arch, batch, fast, a.torch_steps, a.timeout)
+        except (CheckFailed, ValueError, KeyError) as e:
+            failures.append(f"{label}: {e}")
+            log(f"FAILED: {e}")
+        tb = None
         if torch_ok:
             try:
-                tps = torch_bench(arch, batch, fast, warmup=5, steps=a.torch_steps)
-                log(f"{label}: PyTorch {fast} {tps:.1f} img/s")
+                tb = torch_bench(arch, batch, fast, 5, a.torch_steps, a.train_size - val)
+                log(f"{label}: PyTorch {fast} train {tb['train']:.1f} img/s, eval {tb['eval']:.1f} img/s, "
+                    f"epoch {tb['epoch_s']:.2f} s")
             except Exception as e:  # a torch failure must not hide labpipe's numbers
                 failures.append(f"{label}: PyTorch benchmark failed: {e!r}")
-        r["torch_img_s"] = tps
-        lp = last["images_per_second"] if last else None
-        rows.append((label, batch, lp, tps, r.get("labpipe_cpu_img_s"), r.get("parity", {}).get("ok")))
+        r["torch"] = tb
+        rows.append((label, batch, last, r.get("labpipe_bench"), tb, r.get("labpipe_cpu_img_s"),
+                     r.get("parity", {}).get("ok")))
 
     card = a.card or ("CPU only" if a.cpu_only else "unknown GPU")
     fmt = lambda v: "n/a" if v is None else f"{v:,.0f}"  # noqa: E731
+    sec = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
+    ratio = lambda x, y: "n/a" if x is None or not y else f"{x / y:.2f}"  # noqa: E731
     lines = [
-        f"Training throughput on {card} ({'labpipe --device cpu' if a.cpu_only else 'labpipe --device cuda'}; "
-        f"synthetic data, no augmentation, Adam; labpipe: last of {a.throughput_epochs} epoch(s) of "
-        f"{a.train_size} images; PyTorch: median of {a.torch_steps} steps, strict float32).",
+        f"On {card} ({'labpipe --device cpu' if a.cpu_only else 'labpipe --device cuda'}; synthetic data, no "
+        f"augmentation, Adam, strict float32). Epoch: labpipe's last of {a.throughput_epochs} epochs of "
+        f"`labpipe run` ({a.train_size} images less {val} for validation; data path included) against PyTorch "
+        f"looping over the same number of shuffled images already on the device. Step and eval: median of "
+        f"{a.torch_steps} steps, `labpipe bench` against PyTorch; eval at batch 256. Ratios > 1 favour labpipe.",
         "",
-        f"| card | model | batch | labpipe img/s | PyTorch img/s | labpipe / PyTorch | labpipe CPU img/s | loss parity |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| card | model | batch | epoch s labpipe | epoch s PyTorch | speed ratio | train img/s labpipe "
+        "| train img/s PyTorch | ratio | eval img/s labpipe | eval img/s PyTorch | ratio | labpipe CPU img/s "
+        "| loss parity |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
-    for label, batch, lp, tps, lcpu, par in rows:
-        ratio = "n/a" if lp is None or not tps else f"{lp / tps:.2f}"
+    for label, batch, last, lb, tb, lcpu, par in rows:
+        le = last["seconds"] if last else None
+        te = tb["epoch_s"] if tb else None
+        lt, le_ = (lb["train"], lb["eval"]) if lb else (None, None)
+        tt, tev = (tb["train"], tb["eval"]) if tb else (None, None)
         parity = "n/a" if par is None else ("ok" if par else "MISMATCH")
-        lines.append(f"| {card} | {label} | {batch} | {fmt(lp)} | {fmt(tps)} | {ratio} | {fmt(lcpu)} | {parity} |")
+        lines.append(
+            f"| {card} | {label} | {batch} | {sec(le)} | {sec(te)} | {ratio(te, le)} | {fmt(lt)} | {fmt(tt)} "
+            f"| {ratio(lt, tt)} | {fmt(le_)} | {fmt(tev)} | {ratio(le_, tev)} | {fmt(lcpu)} | {parity} |"
+        )
     table = "\n".join(lines) + "\n"
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "gpu_check.md"), "w") as fh:

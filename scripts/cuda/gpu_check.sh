@@ -39,26 +39,8 @@ command -v "$PYTHON" >/dev/null || die "no \`$PYTHON\` on PATH (set PYTHON=/path
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/labpipe-gpu-check.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-# A carried binary may be gzipped (62 MB stripped, 21 MB gzipped) and carried files may lose the exec bit.
-if [[ $bin == *.gz ]]; then
-  gzip -dc "$bin" >"$work/labpipe" || die "could not gunzip $bin"
-  bin=$work/labpipe
-elif [[ ! -x $bin ]]; then
-  cp "$bin" "$work/labpipe"
-  bin=$work/labpipe
-fi
-chmod +x "$bin"
-bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
-
-# The binary links the CUDA libraries by name (libcublas.so.13, libcurand.so.10, libcudart.so.13, maybe
-# libcudnn.so.9); on the GPU image they live in the Python packages that PyTorch uses. libcuda.so.1 must be the
-# driver's own (from the system), never the build machine's stub.
-sp=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-libs=${LABPIPE_CUDA_LIBS:-}
-for d in "$sp/nvidia/cu13/lib" "$sp/nvidia/cudnn/lib" "$sp"/nvidia/*/lib; do
-  [[ -d $d && ":$libs:" != *":$d:"* ]] && libs=${libs:+$libs:}$d
-done
-export LD_LIBRARY_PATH=${libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# shellcheck source=gpu_env.sh
+source "$here/gpu_env.sh"
 
 card=
 if [[ $cpu_only == 0 ]]; then
