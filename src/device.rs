@@ -171,7 +171,15 @@ pub fn select(request: Option<&str>) -> Result<Device, String> {
 
 /// A short stable name of the device kind, part of cache keys.
 pub fn kind(device: &Device) -> &'static str {
-    if device.is_cuda() { "cuda" } else { "cpu" }
+    if !device.is_cuda() {
+        return "cpu";
+    }
+    // labpipe's CUDA kernels round differently from Candle's ops: results, and so cache keys, differ.
+    #[cfg(feature = "cuda")]
+    if crate::cuda::kernels_enabled() {
+        return "cuda+kernels";
+    }
+    "cuda"
 }
 
 /// The device as a user writes it: `cpu` or `cuda:N`.

@@ -6,6 +6,8 @@
 
 pub mod bench;
 pub mod cache;
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda;
 pub mod data;
 pub mod device;
 pub mod model;

@@ -160,6 +160,10 @@ def pipeline_yaml(name, arch, batch, train_size, epochs, val_split):
     )
 
 
+# Environment of every labpipe run: LABPIPE_CUDA_KERNELS is set per pass (see --kernel-modes).
+LABPIPE_ENV = dict(os.environ)
+
+
 def run_labpipe(binary, work, tag, yaml_text, device, timeout, workers=None):
     """Run one pipeline on `device` in its own output folder; return the epochs of its history.json."""
     os.makedirs(work, exist_ok=True)
@@ -176,7 +180,7 @@ def run_labpipe(binary, work, tag, yaml_text, device, timeout, workers=None):
     log(f"{tag}: {' '.join(cmd[1:])}")
     t0 = time.perf_counter()
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=LABPIPE_ENV)
     except subprocess.TimeoutExpired:
         raise CheckFailed(f"{tag}: labpipe did not finish within {timeout:.0f} s ({' '.join(cmd)})")
     wall = time.perf_counter() - t0
@@ -209,7 +213,7 @@ def run_bench(binary, arch, batch, device, steps, timeout):
         raise CheckFailed(f"bench {arch}: skipped, the check's time budget (--budget) is spent")
     log(f"bench {arch}: {' '.join(cmd[1:])}")
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=LABPIPE_ENV)
     except subprocess.TimeoutExpired:
         raise CheckFailed(f"bench {arch}: labpipe bench did not finish within {timeout:.0f} s")
     if p.returncode != 0:
@@ -297,6 +301,10 @@ def main():
     ap.add_argument("--timeout", type=int, default=180, help="seconds allowed per labpipe run")
     ap.add_argument("--budget", type=int, default=480, help="seconds allowed for all labpipe runs together")
     ap.add_argument("--torch-steps", type=int, default=30)
+    ap.add_argument(
+        "--kernel-modes", default="0,1",
+        help="LABPIPE_CUDA_KERNELS values to check: 0 = Candle's ops, 1 = labpipe's CUDA kernels (default both)",
+    )
     a = ap.parse_args()
     global DEADLINE
     DEADLINE = time.monotonic() + a.budget
@@ -324,15 +332,20 @@ def main():
         log("torch is not importable: the PyTorch column is skipped")
         torch_ok = False
 
-    for arch, label, batch in MODELS:
-        r = raw["models"][arch] = {"batch": batch}
+    modes = [m.strip() for m in a.kernel_modes.split(",") if m.strip()]
+    torch_done = {}
+    for (arch, label, batch), mode in [(m, k) for m in MODELS for k in modes]:
+        LABPIPE_ENV["LABPIPE_CUDA_KERNELS"] = mode
+        label = f"{label} (kernels={mode})" if len(modes) > 1 else label
+        log(f"== {label}: LABPIPE_CUDA_KERNELS={mode}")
+        r = raw["models"][f"{arch}/kernels={mode}"] = {"batch": batch, "kernels": mode}
         val = max(1, min(256, a.parity_size // 8))
         last = None
         # Each step is independent: a failure is recorded and the other figures are still measured.
         try:
             # 1. Throughput on the fast device; the last epoch is reported (the first pays for kernel loading).
             thr = run_labpipe(
-                a.bin, a.work, f"{arch}-{fast}-throughput",
+                a.bin, a.work, f"{arch}-{fast}-k{mode}-throughput",
                 pipeline_yaml(f"bench-{arch}", arch, batch, a.train_size, a.throughput_epochs, val),
                 fast, a.timeout,
             )
@@ -345,8 +358,8 @@ def main():
             # 2. Parity: the same small pipeline on the CPU and on the fast device (or twice on the CPU with
             #    different worker counts in --cpu-only mode, where the numbers must agree exactly).
             small = pipeline_yaml(f"parity-{arch}", arch, batch, a.parity_size, 1, val)
-            cpu = run_labpipe(a.bin, a.work, f"{arch}-cpu-parity", small, "cpu", a.timeout)
-            other_tag = f"{arch}-cpu-parity-workers1" if a.cpu_only else f"{arch}-{fast}-parity"
+            cpu = run_labpipe(a.bin, a.work, f"{arch}-cpu-k{mode}-parity", small, "cpu", a.timeout)
+            other_tag = f"{arch}-cpu-k{mode}-parity-workers1" if a.cpu_only else f"{arch}-{fast}-k{mode}-parity"
             other = run_labpipe(a.bin, a.work, other_tag, small, fast, a.timeout, workers=1 if a.cpu_only else None)
             lc, lf = cpu["epochs"][0]["train_loss"], other["epochs"][0]["train_loss"]
             rtol, atol = (0.0, 0.0) if a.cpu_only else (a.rtol, 1e-5)
@@ -368,12 +381,13 @@ def main():
         except (CheckFailed, ValueError, KeyError) as e:
             failures.append(f"{label}: {e}")
             log(f"FAILED: {e}")
-        tb = None
-        if torch_ok:
+        tb = torch_done.get(arch)
+        if torch_ok and arch not in torch_done:
             try:
                 tb = torch_bench(arch, batch, fast, 5, a.torch_steps, a.train_size - val)
                 log(f"{label}: PyTorch {fast} train {tb['train']:.1f} img/s, eval {tb['eval']:.1f} img/s, "
                     f"epoch {tb['epoch_s']:.2f} s")
+                torch_done[arch] = tb
             except Exception as e:  # a torch failure must not hide labpipe's numbers
                 failures.append(f"{label}: PyTorch benchmark failed: {e!r}")
         r["torch"] = tb

@@ -11,6 +11,8 @@
 #                `.ci/cuda-check --release`)
 #   --out DIR    where gpu_check.md / gpu_check.json go (default: $OUT when set, else ./gpu-check-out)
 #   --cpu-only   no GPU needed: runs everything on the CPU with small sizes, to prove the plumbing
+#   --tests PATH also run labpipe's CUDA kernel tests (`cuda::` in the library's test binary, built with
+#                `cargo test --release --features cuda --lib --no-run`; may be gzipped) first
 # Environment: PYTHON (default python3), LABPIPE_CUDA_LIBS (extra library folders, searched first).
 set -euo pipefail
 
@@ -19,12 +21,14 @@ repo=$(cd "$here/../.." && pwd)
 bin=$repo/target/cuda/labpipe-cuda.gz
 out=${OUT:-$PWD/gpu-check-out}
 cpu_only=0
+tests=
 extra=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     --bin) bin=${2:?--bin needs a path}; shift 2 ;;
     --out) out=${2:?--out needs a folder}; shift 2 ;;
     --cpu-only) cpu_only=1; shift ;;
+    --tests) tests=${2:?--tests needs a path}; shift 2 ;;
     --) shift; extra=("$@"); break ;;
     -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "gpu-check: unknown option \`$1\` (see --help)" >&2; exit 2 ;;
@@ -66,10 +70,23 @@ fi
 
 mkdir -p "$out"
 t0=$SECONDS
+status=0
+if [[ -n $tests ]]; then
+  if [[ $tests == *.gz ]]; then
+    gzip -dc "$tests" >"$work/labpipe-tests" || die "could not gunzip $tests"
+    tests=$work/labpipe-tests
+  fi
+  chmod +x "$tests" 2>/dev/null || { cp "$tests" "$work/labpipe-tests"; tests=$work/labpipe-tests; chmod +x "$tests"; }
+  say "CUDA kernel tests: $tests cuda::"
+  if ! (cd "$repo" && timeout 300 "$tests" cuda:: --test-threads 1 --nocapture 2>&1 | tee "$out/cuda_tests.log"; exit "${PIPESTATUS[0]}"); then
+    say "FAILED: the CUDA kernel tests (see $out/cuda_tests.log)"
+    status=1
+  fi
+  grep -q SKIPPED "$out/cuda_tests.log" && [[ $cpu_only == 0 ]] && { say "FAILED: kernel tests skipped on a GPU machine"; status=1; }
+fi
 args=(--bin "$bin" --work "$work" --out "$out" --card "$card" "${sizes[@]}" "${extra[@]}")
 [[ $cpu_only == 1 ]] && args+=(--cpu-only)
-status=0
-"$PYTHON" "$here/gpu_check.py" "${args[@]}" || status=$?
+"$PYTHON" "$here/gpu_check.py" "${args[@]}" || status=1
 say "finished in $((SECONDS - t0)) s; results in $out/gpu_check.md and $out/gpu_check.json"
 if [[ $status != 0 ]]; then
   say "FAILED (exit $status)"

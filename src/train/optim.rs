@@ -262,7 +262,8 @@ pub trait Optimizer {
 /// Which implementation applies the updates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UpdateKernel {
-    /// The fused in-place CPU pass for contiguous f32 CPU parameters, tensor ops for the rest.
+    /// The fused in-place pass for contiguous f32 parameters (CPU, or CUDA with the `cuda` feature), tensor
+    /// ops for the rest.
     #[default]
     Auto,
     /// Tensor ops for every parameter (what other devices use; for comparisons and benchmarks).
@@ -328,6 +329,9 @@ struct Slot {
     var: Var,
     /// Updated by the fused CPU pass rather than tensor ops.
     host: bool,
+    /// Updated in place by labpipe's CUDA kernel rather than tensor ops (its buffers are device tensors
+    /// written in place, so `state` copies them).
+    cuda: bool,
     /// Updates applied to this parameter (PyTorch's per-parameter `state["step"]`).
     step: u64,
     /// Indexed like the owning optimizer's buffer names; `None` until first needed, as in PyTorch.
@@ -360,11 +364,13 @@ impl ParamSet {
                 && var.device().is_cpu()
                 && var.dtype() == DType::F32
                 && var.layout().is_contiguous();
+            let cuda = kernel == UpdateKernel::Auto && cuda_fused(&var);
             let buffers = vec![None; buffer_names.len()];
             slots.push(Slot {
                 name,
                 var,
                 host,
+                cuda,
                 step: 0,
                 buffers,
             });
@@ -390,7 +396,9 @@ impl ParamSet {
                 let tensor = match buffer {
                     None => continue,
                     Some(Buffer::Host(v)) => Tensor::from_slice(v, slot.var.shape(), &Device::Cpu)?,
-                    // Device buffers are replaced, never written in place, so sharing storage is a snapshot.
+                    // The CUDA kernel writes its buffers in place: the state must be a copy.
+                    Some(Buffer::Device(t)) if slot.cuda => t.copy()?,
+                    // Otherwise device buffers are replaced, never written in place: sharing is a snapshot.
                     Some(Buffer::Device(t)) => t.clone(),
                 };
                 out.push((format!("{}.{suffix}", slot.name), tensor));
@@ -486,6 +494,9 @@ fn import_buffer(t: &Tensor, slot: &Slot, key: &str) -> Result<Buffer> {
     }
     Ok(if slot.host {
         Buffer::Host(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+    } else if slot.cuda {
+        // Written in place from now on: never share the caller's storage.
+        Buffer::Device(t.to_device(slot.var.device())?.to_dtype(DType::F32)?.copy()?)
     } else {
         Buffer::Device(t.to_device(slot.var.device())?.to_dtype(slot.var.dtype())?)
     })
@@ -531,6 +542,20 @@ fn host_grad(grad: &Tensor, slot: &Slot) -> Result<Tensor> {
         );
     }
     grad.to_dtype(DType::F32)?.contiguous()
+}
+
+/// Whether `var` is updated by labpipe's CUDA kernels: a contiguous f32 parameter on a CUDA device.
+#[cfg(feature = "cuda")]
+fn cuda_fused(var: &Var) -> bool {
+    crate::cuda::is_cuda_f32(var.as_tensor())
+        && var.layout().is_contiguous()
+        && crate::cuda::kernels_enabled()
+}
+
+/// Without the `cuda` feature no parameter is on a GPU.
+#[cfg(not(feature = "cuda"))]
+fn cuda_fused(_: &Var) -> bool {
+    false
 }
 
 /// A 0-d tensor holding `v` in `like`'s dtype and device, for exact division by a scalar (candle's
@@ -647,6 +672,8 @@ impl Optimizer for Adam {
                     max_exp_avg_sq: vmax,
                 };
                 slot.var.as_tensor().inplace_op2(&grad, &op)?;
+            } else if slot.cuda {
+                adam_cuda_update(slot, grad, &s)?;
             } else {
                 adam_tensor_update(slot, grad, &s, amsgrad)?;
             }
@@ -899,6 +926,8 @@ impl Optimizer for Sgd {
                 };
                 let op = SgdHostUpdate { s, first, buf };
                 slot.var.as_tensor().inplace_op2(&grad, &op)?;
+            } else if slot.cuda {
+                sgd_cuda_update(slot, grad, &s)?;
             } else {
                 sgd_tensor_update(slot, grad, &s)?;
             }
@@ -1071,6 +1100,76 @@ fn sgd_tensor_update(slot: &mut Slot, grad: &Tensor, s: &SgdScalars) -> Result<(
     }
     let new_p = (&p + g.affine(s.neg_lr, 0.0)?)?;
     slot.var.set(&new_p)
+}
+
+/// The Adam update of one parameter by labpipe's CUDA kernel, in place (buffers already allocated).
+#[cfg(feature = "cuda")]
+fn adam_cuda_update(slot: &Slot, grad: &Tensor, s: &AdamScalars) -> Result<()> {
+    let grad = host_grad(grad, slot)?;
+    let c = AdamF32::from(s);
+    let args = crate::cuda::AdamArgs {
+        decay: c.decay,
+        l2: c.l2,
+        w1: c.w1,
+        beta2: c.beta2,
+        w2: c.w2,
+        bc2_sqrt: c.bc2_sqrt,
+        eps: c.eps,
+        neg_step_size: c.neg_step_size,
+    };
+    let buffer = |i: usize| -> Result<Option<&Tensor>> {
+        slot.buffers
+            .get(i)
+            .and_then(Option::as_ref)
+            .map(Buffer::tensor)
+            .transpose()
+    };
+    let (Some(m), Some(v)) = (buffer(0)?, buffer(1)?) else {
+        bail!("internal: Adam buffers were not initialised");
+    };
+    let op = super::optim_cuda::AdamCuda {
+        args,
+        m,
+        v,
+        vmax: buffer(2)?,
+    };
+    slot.var.as_tensor().inplace_op2(&grad, &op)
+}
+
+/// Without the `cuda` feature no slot takes the CUDA path.
+#[cfg(not(feature = "cuda"))]
+fn adam_cuda_update(_: &Slot, _: &Tensor, _: &AdamScalars) -> Result<()> {
+    bail!("internal: the CUDA optimizer path needs the `cuda` feature")
+}
+
+/// The SGD update of one parameter by labpipe's CUDA kernel, in place.
+#[cfg(feature = "cuda")]
+fn sgd_cuda_update(slot: &mut Slot, grad: &Tensor, s: &SgdScalars) -> Result<()> {
+    let grad = host_grad(grad, slot)?;
+    let first = s.momentum.is_some() && slot.buffers.first().is_some_and(Option::is_none);
+    if first {
+        slot.buffers[0] = Some(Buffer::Device(slot.var.zeros_like()?));
+    }
+    let buf = match slot.buffers.first() {
+        Some(Some(b)) if s.momentum.is_some() => Some(b.tensor()?),
+        _ => None,
+    };
+    let args = crate::cuda::SgdArgs {
+        weight_decay: s.weight_decay.map(|x| x as f32),
+        momentum: s.momentum.map(|x| x as f32),
+        keep: s.keep as f32,
+        nesterov: s.nesterov,
+        neg_lr: s.neg_lr as f32,
+        first,
+    };
+    let op = super::optim_cuda::SgdCuda { args, buf };
+    slot.var.as_tensor().inplace_op2(&grad, &op)
+}
+
+/// Without the `cuda` feature no slot takes the CUDA path.
+#[cfg(not(feature = "cuda"))]
+fn sgd_cuda_update(_: &mut Slot, _: &Tensor, _: &SgdScalars) -> Result<()> {
+    bail!("internal: the CUDA optimizer path needs the `cuda` feature")
 }
 
 #[cfg(test)]

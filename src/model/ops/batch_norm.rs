@@ -55,7 +55,7 @@ pub fn batch_norm_add_relu_train(
 
 /// What follows the normalization inside the op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Epilogue {
+pub(super) enum Epilogue {
     None,
     Relu,
     /// Add a residual tensor, then ReLU.
@@ -73,6 +73,15 @@ fn batch_norm(
     check_shapes(x, weight, bias)?;
     let on_cpu = is_cpu_f32(x) && is_cpu_f32(weight) && is_cpu_f32(bias) && residual.is_none_or(is_cpu_f32);
     if !on_cpu {
+        #[cfg(feature = "cuda")]
+        if crate::cuda::is_cuda_f32(x)
+            && crate::cuda::is_cuda_f32(weight)
+            && crate::cuda::is_cuda_f32(bias)
+            && residual.is_none_or(crate::cuda::is_cuda_f32)
+            && crate::cuda::kernels_enabled()
+        {
+            return super::batch_norm_cuda::batch_norm_cuda(x, weight, bias, residual, eps, epilogue);
+        }
         return batch_norm_composed(x, weight, bias, residual, eps, epilogue);
     }
     let stats = Arc::new(OnceLock::new());

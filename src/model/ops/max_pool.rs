@@ -2,7 +2,8 @@
 //!
 //! Candle's own `max_pool2d` has no padding, refuses `kernel != stride` in backward and scales its
 //! gradient by 1/(k·k); this op replaces it. On the CPU (f32) it is a custom op that records the
-//! argmax of every window; elsewhere it is composed of Candle ops so autograd derives the gradient.
+//! argmax of every window; on CUDA (f32) its twin in max_pool_cuda.rs does the same; elsewhere it is
+//! composed of Candle ops so autograd derives the gradient.
 
 use std::sync::OnceLock;
 
@@ -89,6 +90,10 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> R
             argmax: OnceLock::new(),
         })
     } else {
+        #[cfg(feature = "cuda")]
+        if crate::cuda::is_cuda_f32(x) && crate::cuda::kernels_enabled() {
+            return super::max_pool_cuda::max_pool2d_cuda(x, window);
+        }
         max_pool2d_composed(x, window)
     }
 }

@@ -1,11 +1,15 @@
 //! Tensor operations labpipe implements itself, each with an exact backward.
 
 pub mod batch_norm;
+#[cfg(feature = "cuda")]
+mod batch_norm_cuda;
 pub mod bn_relu_pool;
 pub mod conv;
 mod cpu_data;
 mod lanes;
 pub mod max_pool;
+#[cfg(feature = "cuda")]
+mod max_pool_cuda;
 
 pub use batch_norm::{batch_norm_add_relu_train, batch_norm_relu_train, batch_norm_train};
 pub use bn_relu_pool::batch_norm_relu_max_pool_train;
