@@ -10,6 +10,7 @@ pub mod cache;
 pub(crate) mod cuda;
 pub mod data;
 pub mod device;
+pub mod memory;
 pub mod model;
 pub mod pipeline;
 pub mod report;

@@ -21,5 +21,6 @@ fn main() {
         // SAFETY: no other thread exists yet at the start of main.
         unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
     }
+    labpipe::memory::keep_freed_pages();
     std::process::exit(cli::main());
 }
