@@ -228,6 +228,20 @@ impl OptimizerConfig {
         r
     }
 
+    /// This configuration with its momentum replaced, as OneCycleLR does when it is created: SGD's
+    /// `momentum`, Adam's `beta1`. `None` leaves it as it is.
+    pub fn with_momentum(&self, momentum: Option<f64>) -> OptimizerConfig {
+        let mut c = self.clone();
+        if let Some(m) = momentum {
+            if self.is_adam() {
+                c.betas = Some([m, self.betas().1]);
+            } else {
+                c.momentum = Some(m);
+            }
+        }
+        c
+    }
+
     fn betas(&self) -> (f64, f64) {
         let [b1, b2] = self.betas.unwrap_or([0.9, 0.999]);
         (b1, b2)
@@ -248,6 +262,8 @@ pub trait Optimizer {
     /// Apply one update with learning rate `lr` from the gradients in `grads`. Parameters without a gradient
     /// are left alone, state included (as torch.optim does).
     fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()>;
+    /// Set the momentum for the next steps, as OneCycleLR does per batch: SGD's `momentum`, Adam's `beta1`.
+    fn set_momentum(&mut self, momentum: f64) -> Result<()>;
     /// A snapshot of the optimizer's state as named tensors: `<param>.exp_avg`, `<param>.exp_avg_sq`,
     /// `<param>.max_exp_avg_sq`, `<param>.step` (Adam, AdamW), `<param>.momentum_buffer` (SGD), and `step`,
     /// the number of `step` calls. Only parameters that have been updated have entries, as in PyTorch.
@@ -502,6 +518,13 @@ fn import_buffer(t: &Tensor, slot: &Slot, key: &str) -> Result<Buffer> {
     })
 }
 
+fn check_momentum(momentum: f64) -> Result<()> {
+    if !(momentum.is_finite() && (0.0..1.0).contains(&momentum)) {
+        bail!("momentum must be in [0, 1), got {momentum}");
+    }
+    Ok(())
+}
+
 fn check_lr(lr: f64) -> Result<()> {
     if !(lr.is_finite() && lr >= 0.0) {
         bail!("learning rate must be a finite number >= 0, got {lr}");
@@ -636,6 +659,12 @@ impl Adam {
 }
 
 impl Optimizer for Adam {
+    fn set_momentum(&mut self, momentum: f64) -> Result<()> {
+        check_momentum(momentum)?;
+        self.beta1 = momentum;
+        Ok(())
+    }
+
     fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
         check_lr(lr)?;
         self.set.steps += 1;
@@ -899,6 +928,19 @@ struct SgdScalars {
 }
 
 impl Optimizer for Sgd {
+    fn set_momentum(&mut self, momentum: f64) -> Result<()> {
+        check_momentum(momentum)?;
+        // The momentum buffer exists only when the optimizer was built with momentum (the state's layout).
+        if self.set.buffer_names.is_empty() && momentum != 0.0 {
+            bail!(
+                "SGD was built without momentum; a momentum schedule needs it built with one \
+                 (OneCycleLR sets it to `max_momentum` first: see SchedulerConfig::initial_momentum)"
+            );
+        }
+        self.momentum = momentum;
+        Ok(())
+    }
+
     fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
         check_lr(lr)?;
         self.set.steps += 1;
@@ -1500,6 +1542,53 @@ mod tests {
             .iter()
             .map(|(_, v)| v.as_tensor().sqr().unwrap().sum_all().unwrap());
         loss.reduce(|a, b| (a + b).unwrap()).unwrap().backward().unwrap()
+    }
+
+    /// Parameters after two steps with the momentum set to `m` before each (or as built when `None`).
+    fn after_two_steps(config: &OptimizerConfig, m: Option<f64>) -> Vec<Vec<u32>> {
+        let vars = tiny_vars();
+        let mut opt = build(config, vars.clone()).unwrap();
+        for _ in 0..2 {
+            if let Some(m) = m {
+                opt.set_momentum(m).unwrap();
+            }
+            opt.step(&tiny_grads(&vars), 0.1).unwrap();
+        }
+        bits(&vars)
+    }
+
+    #[test]
+    fn set_momentum_acts_like_building_with_that_momentum() {
+        for kind in [OptimizerKind::Adam, OptimizerKind::AdamW, OptimizerKind::Sgd] {
+            let mut built = OptimizerConfig::new(kind, 0.1);
+            built.momentum = (kind == OptimizerKind::Sgd).then_some(0.9);
+            let set = built.with_momentum(Some(0.5));
+            let expected = after_two_steps(&set, None);
+            assert_eq!(after_two_steps(&built, Some(0.5)), expected, "{kind:?}");
+            assert_ne!(
+                after_two_steps(&built, None),
+                expected,
+                "{kind:?}: momentum matters"
+            );
+        }
+        let adam = OptimizerConfig::new(OptimizerKind::Adam, 0.1).with_momentum(Some(0.95));
+        assert_eq!(adam.betas, Some([0.95, 0.999]));
+        let sgd = OptimizerConfig::new(OptimizerKind::Sgd, 0.1);
+        assert_eq!(sgd.with_momentum(None).momentum, None);
+        assert_eq!(sgd.with_momentum(Some(0.95)).momentum, Some(0.95));
+    }
+
+    #[test]
+    fn set_momentum_rejects_bad_values_and_sgd_built_without_momentum() {
+        let mut sgd = build(&OptimizerConfig::new(OptimizerKind::Sgd, 0.1), tiny_vars()).unwrap();
+        let e = sgd.set_momentum(0.9).unwrap_err().to_string();
+        assert!(e.contains("built without momentum"), "{e}");
+        assert!(sgd.set_momentum(0.0).is_ok());
+        let mut adam = build(&OptimizerConfig::new(OptimizerKind::Adam, 0.1), tiny_vars()).unwrap();
+        for bad in [1.0, -0.1, f64::NAN] {
+            let e = adam.set_momentum(bad).unwrap_err().to_string();
+            assert!(e.contains("momentum must be in [0, 1)"), "{e}");
+        }
     }
 
     #[test]

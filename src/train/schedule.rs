@@ -23,7 +23,7 @@ pub enum SchedulerKind {
     Exponential,
     /// torch.optim.lr_scheduler.CosineAnnealingLR (its recursive form).
     Cosine,
-    /// torch.optim.lr_scheduler.OneCycleLR, stepped per batch (without momentum cycling).
+    /// torch.optim.lr_scheduler.OneCycleLR, stepped per batch, with its momentum cycling by default.
     Onecycle,
 }
 
@@ -93,6 +93,16 @@ pub struct SchedulerConfig {
     /// onecycle: rise, fall back to the initial rate, then anneal (default false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub three_phase: Option<bool>,
+    /// onecycle: cycle the momentum (SGD's `momentum`, Adam's `beta1`) inversely to the rate (default true,
+    /// as PyTorch; SGD then gets momentum even when its own is 0, as in PyTorch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cycle_momentum: Option<bool>,
+    /// onecycle: the momentum at the rate's peak (default 0.85).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_momentum: Option<f64>,
+    /// onecycle: the momentum at the start and end of the cycle (default 0.95).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_momentum: Option<f64>,
     /// Any schedule but onecycle: epochs of linear warmup in front of it (LinearLR + SequentialLR).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warmup_epochs: Option<usize>,
@@ -107,6 +117,8 @@ const DEFAULT_PCT_START: f64 = 0.3;
 const DEFAULT_DIV_FACTOR: f64 = 25.0;
 const DEFAULT_FINAL_DIV_FACTOR: f64 = 1e4;
 const DEFAULT_WARMUP_START_FACTOR: f64 = 1.0 / 3.0;
+const DEFAULT_BASE_MOMENTUM: f64 = 0.85;
+const DEFAULT_MAX_MOMENTUM: f64 = 0.95;
 
 impl SchedulerConfig {
     /// A configuration of `name` with every optional field unset.
@@ -124,6 +136,9 @@ impl SchedulerConfig {
             div_factor: None,
             final_div_factor: None,
             three_phase: None,
+            cycle_momentum: None,
+            base_momentum: None,
+            max_momentum: None,
             warmup_epochs: None,
             warmup_start_factor: None,
         }
@@ -169,6 +184,9 @@ impl SchedulerConfig {
         not_for("div_factor", self.div_factor.is_some(), &[Onecycle]);
         not_for("final_div_factor", self.final_div_factor.is_some(), &[Onecycle]);
         not_for("three_phase", self.three_phase.is_some(), &[Onecycle]);
+        not_for("cycle_momentum", self.cycle_momentum.is_some(), &[Onecycle]);
+        not_for("base_momentum", self.base_momentum.is_some(), &[Onecycle]);
+        not_for("max_momentum", self.max_momentum.is_some(), &[Onecycle]);
         let warmable = [Constant, Step, Multistep, Exponential, Cosine];
         not_for("warmup_epochs", self.warmup_epochs.is_some(), &warmable);
         not_for(
@@ -244,6 +262,22 @@ impl SchedulerConfig {
                 bad(field, format!("`{field}` must be a number > 0, got {v}"));
             }
         }
+        for (field, value) in [
+            ("base_momentum", self.base_momentum),
+            ("max_momentum", self.max_momentum),
+        ] {
+            if let Some(v) = value
+                && !(v.is_finite() && (0.0..1.0).contains(&v))
+            {
+                bad(field, format!("`{field}` must be in [0, 1), got {v}"));
+            }
+            if value.is_some() && self.cycle_momentum == Some(false) {
+                bad(
+                    field,
+                    format!("`{field}` has no effect with `cycle_momentum: false`"),
+                );
+            }
+        }
         if let Some(f) = self.warmup_start_factor {
             if !(f > 0.0 && f <= 1.0) {
                 bad(
@@ -289,6 +323,12 @@ impl SchedulerConfig {
                 r.div_factor = Some(self.div_factor.unwrap_or(DEFAULT_DIV_FACTOR));
                 r.final_div_factor = Some(self.final_div_factor.unwrap_or(DEFAULT_FINAL_DIV_FACTOR));
                 r.three_phase = Some(self.three_phase.unwrap_or(false));
+                let cycle = self.cycle_momentum.unwrap_or(true);
+                r.cycle_momentum = Some(cycle);
+                if cycle {
+                    r.base_momentum = Some(self.base_momentum.unwrap_or(DEFAULT_BASE_MOMENTUM));
+                    r.max_momentum = Some(self.max_momentum.unwrap_or(DEFAULT_MAX_MOMENTUM));
+                }
             }
             Constant | Exponential => {}
         }
@@ -325,6 +365,43 @@ impl SchedulerConfig {
             warmup > 0,
             total_epochs.saturating_sub(warmup),
         )
+    }
+
+    /// The momentum (SGD's `momentum`, Adam's `beta1`) OneCycleLR sets for batch `batch` of epoch `epoch`, or
+    /// `None` when the schedule leaves momentum alone (every schedule but onecycle with `cycle_momentum`).
+    pub fn momentum_at(
+        &self,
+        epoch: usize,
+        batch: usize,
+        batches_per_epoch: usize,
+        total_epochs: usize,
+    ) -> Option<f64> {
+        if !self.cycles_momentum() {
+            return None;
+        }
+        let per_epoch = batches_per_epoch.max(1);
+        let total_steps = (total_epochs * per_epoch).max(1);
+        let base = self.base_momentum.unwrap_or(DEFAULT_BASE_MOMENTUM);
+        let max = self.max_momentum.unwrap_or(DEFAULT_MAX_MOMENTUM);
+        // The momentum runs opposite to the rate: down while it rises, back up while it falls.
+        let ends = if self.three_phase.unwrap_or(false) {
+            vec![(max, base), (base, max), (max, max)]
+        } else {
+            vec![(max, base), (base, max)]
+        };
+        Some(self.one_cycle(epoch * per_epoch + batch, total_steps, &ends))
+    }
+
+    /// Whether this schedule drives the optimizer's momentum (onecycle with `cycle_momentum`, the default).
+    pub fn cycles_momentum(&self) -> bool {
+        self.name == SchedulerKind::Onecycle && self.cycle_momentum.unwrap_or(true)
+    }
+
+    /// The momentum the optimizer is built with: OneCycleLR overwrites SGD's `momentum` (and Adam's `beta1`)
+    /// with `max_momentum` when it is created.
+    pub fn initial_momentum(&self) -> Option<f64> {
+        self.cycles_momentum()
+            .then(|| self.max_momentum.unwrap_or(DEFAULT_MAX_MOMENTUM))
     }
 
     /// The rate of the scheduler after warmup at its own 0-based `epoch`. SequentialLR starts a scheduler that
@@ -375,28 +452,35 @@ impl SchedulerConfig {
     /// OneCycleLR's rate after `step` scheduler steps out of `total_steps`.
     fn one_cycle_lr(&self, base_lr: f64, step: usize, total_steps: usize) -> f64 {
         let max_lr = self.max_lr.unwrap_or(base_lr);
-        let pct_start = self.pct_start.unwrap_or(DEFAULT_PCT_START);
         let initial_lr = max_lr / self.div_factor.unwrap_or(DEFAULT_DIV_FACTOR);
         let min_lr = initial_lr / self.final_div_factor.unwrap_or(DEFAULT_FINAL_DIV_FACTOR);
+        let ends = if self.three_phase.unwrap_or(false) {
+            vec![(initial_lr, max_lr), (max_lr, initial_lr), (initial_lr, min_lr)]
+        } else {
+            vec![(initial_lr, max_lr), (max_lr, min_lr)]
+        };
+        self.one_cycle(step, total_steps, &ends)
+    }
+
+    /// OneCycleLR's interpolation at `step` of `total_steps` through phases with these (start, end) values.
+    fn one_cycle(&self, step: usize, total_steps: usize, ends: &[(f64, f64)]) -> f64 {
+        let pct_start = self.pct_start.unwrap_or(DEFAULT_PCT_START);
         let total = total_steps as f64;
-        // (end_step, start_lr, end_lr), with PyTorch's float end steps.
-        let phases: Vec<(f64, f64, f64)> = if self.three_phase.unwrap_or(false) {
-            vec![
-                (pct_start * total - 1.0, initial_lr, max_lr),
-                (2.0 * pct_start * total - 2.0, max_lr, initial_lr),
-                (total - 1.0, initial_lr, min_lr),
+        // PyTorch's float end steps of the phases.
+        let end_steps: &[f64] = if ends.len() == 3 {
+            &[
+                pct_start * total - 1.0,
+                2.0 * pct_start * total - 2.0,
+                total - 1.0,
             ]
         } else {
-            vec![
-                (pct_start * total - 1.0, initial_lr, max_lr),
-                (total - 1.0, max_lr, min_lr),
-            ]
+            &[pct_start * total - 1.0, total - 1.0]
         };
-        // PyTorch raises past the last step; a pure function holds the final rate instead.
+        // PyTorch raises past the last step; a pure function holds the final value instead.
         let step = step.min(total_steps) as f64;
         let mut start_step = 0.0;
-        for (i, &(end_step, start_lr, end_lr)) in phases.iter().enumerate() {
-            if step <= end_step || i == phases.len() - 1 {
+        for (i, (&end_step, &(start, end))) in end_steps.iter().zip(ends).enumerate() {
+            if step <= end_step || i == ends.len() - 1 {
                 let span = end_step - start_step;
                 // A zero-length phase is a ZeroDivisionError in PyTorch; take its end point instead.
                 let pct = if span == 0.0 {
@@ -407,14 +491,14 @@ impl SchedulerConfig {
                 return match self.anneal_strategy.unwrap_or(AnnealStrategy::Cos) {
                     AnnealStrategy::Cos => {
                         let cos_out = (std::f64::consts::PI * pct).cos() + 1.0;
-                        end_lr + (start_lr - end_lr) / 2.0 * cos_out
+                        end + (start - end) / 2.0 * cos_out
                     }
-                    AnnealStrategy::Linear => (end_lr - start_lr) * pct + start_lr,
+                    AnnealStrategy::Linear => (end - start) * pct + start,
                 };
             }
             start_step = end_step;
         }
-        min_lr
+        ends.last().map_or(0.0, |e| e.1)
     }
 }
 
@@ -494,6 +578,26 @@ mod tests {
                     .collect()
             };
             assert_eq!(ours.len(), expected.len(), "{}", case.case);
+            // OneCycleLR's momentum (SGD) or beta1 (Adam) per batch, where it cycles them.
+            match torch.get(&format!("{}.momentum", case.case)) {
+                Some(t) => {
+                    let expected: Vec<f64> = t.to_vec1().expect("f64 sequence");
+                    let ours: Vec<f64> = (0..case.epochs)
+                        .flat_map(|e| (0..case.batches_per_epoch).map(move |b| (e, b)))
+                        .map(|(e, b)| {
+                            let m = case.config.momentum_at(e, b, case.batches_per_epoch, case.epochs);
+                            m.expect("a cycling schedule gives a momentum")
+                        })
+                        .collect();
+                    assert_eq!(ours.len(), expected.len(), "{} momentum", case.case);
+                    for (i, (a, b)) in ours.iter().zip(&expected).enumerate() {
+                        let err = (a - b).abs() / b.abs();
+                        assert!(err <= 1e-12, "{} momentum at {i}: {a} vs torch {b}", case.case);
+                    }
+                    assert_eq!(case.config.initial_momentum(), Some(expected[0]), "{}", case.case);
+                }
+                None => assert_eq!(case.config.momentum_at(0, 0, 1, 1), None, "{}", case.case),
+            }
             for (i, (a, b)) in ours.iter().zip(&expected).enumerate() {
                 let err = (a - b).abs() / b.abs().max(f64::MIN_POSITIVE);
                 assert!(err <= 1e-12, "{} at {i}: {a:e} vs torch {b:e}", case.case);
@@ -519,6 +623,35 @@ mod tests {
 
     fn parse(yaml: &str) -> SchedulerConfig {
         serde_saphyr::from_str(yaml).expect("valid scheduler yaml")
+    }
+
+    #[test]
+    fn momentum_fields_are_onecycle_only_and_checked() {
+        let problems =
+            |yaml: &str| -> Vec<&'static str> { parse(yaml).problems().iter().map(|p| p.field).collect() };
+        assert_eq!(
+            problems("{name: step, step_size: 2, base_momentum: 0.8}"),
+            vec!["base_momentum"]
+        );
+        assert_eq!(
+            problems("{name: onecycle, max_momentum: 1.0}"),
+            vec!["max_momentum"]
+        );
+        assert_eq!(
+            problems("{name: onecycle, cycle_momentum: false, base_momentum: 0.8}"),
+            vec!["base_momentum"]
+        );
+        assert!(problems("{name: onecycle, base_momentum: 0.8, max_momentum: 0.9}").is_empty());
+        let off = parse("{name: onecycle, cycle_momentum: false}");
+        assert_eq!(
+            (off.momentum_at(0, 0, 10, 2), off.initial_momentum()),
+            (None, None)
+        );
+        let r = parse("{name: onecycle}").resolved();
+        assert_eq!(
+            (r.cycle_momentum, r.base_momentum, r.max_momentum),
+            (Some(true), Some(0.85), Some(0.95))
+        );
     }
 
     fn epochs(c: &SchedulerConfig, base: f64, n: usize) -> Vec<f64> {

@@ -215,7 +215,11 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
     };
     std::fs::create_dir_all(job.work_dir).map_err(io(job.work_dir))?;
     let net = Net::new(&run.decl, job.device, t.seed).map_err(terr)?;
-    let mut opt = optim::build(&t.optimizer, net.params()).map_err(terr)?;
+    let mut opt = optim::build(
+        &t.optimizer.with_momentum(t.scheduler.initial_momentum()),
+        net.params(),
+    )
+    .map_err(terr)?;
 
     let mut info = ResumeInfo {
         epochs_done: 0,
@@ -291,6 +295,9 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
         let mut b = 0usize;
         for batch in batches.by_ref() {
             let lr = t.scheduler.lr_at(base_lr, epoch, b, total, t.epochs);
+            if let Some(m) = t.scheduler.momentum_at(epoch, b, total, t.epochs) {
+                opt.set_momentum(m).map_err(terr)?;
+            }
             first_lr.get_or_insert(lr);
             let (x, y) = to_tensors(&batch, job.device).map_err(terr)?;
             let logits = net.forward(&x, Mode::Train).map_err(terr)?;
