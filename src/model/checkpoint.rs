@@ -37,37 +37,96 @@ pub fn save(
     metadata: &BTreeMap<String, String>,
 ) -> Result<(), CheckpointError> {
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let io = |source| CheckpointError::Io {
+    let format_err = |message: String| CheckpointError::Format {
         path: path.to_path_buf(),
-        source,
+        message,
     };
-    // Sorted names make the file bytes deterministic.
-    let mut entries: Vec<(&String, &Tensor)> = tensors.iter().collect();
-    entries.sort_by(|a, b| a.0.cmp(b.0));
-    // safetensors writes its metadata from a HashMap, whose order changes from process to process; one entry
-    // holding sorted JSON keeps checkpoint bytes identical for identical content.
-    let meta: HashMap<String, String> = if metadata.is_empty() {
-        HashMap::new()
-    } else {
-        HashMap::from([(
-            METADATA_KEY.to_string(),
-            serde_json::to_string(metadata).unwrap_or_default(),
-        )])
-    };
-    let cpu: Vec<(String, Tensor)> = entries
-        .into_iter()
-        .map(|(k, t)| Ok((k.clone(), t.to_device(&Device::Cpu)?.contiguous()?)))
-        .collect::<candle_core::Result<_>>()
-        .map_err(|e| CheckpointError::Format {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-    safetensors::serialize_to_file(cpu, Some(meta), &tmp).map_err(|e| CheckpointError::Format {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    Ok(())
+    let bytes = encode(tensors, metadata).map_err(|e| format_err(e.to_string()))?;
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|source| {
+            let _ = std::fs::remove_file(&tmp);
+            CheckpointError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        })
+}
+
+/// The safetensors bytes of `tensors`, with the same bytes for the same content.
+///
+/// The `safetensors` crate writes its metadata from a `HashMap`, whose order changes from process to process;
+/// labpipe writes the (simple, documented) format itself: an 8-byte little-endian header length, a JSON header
+/// whose keys are sorted (`__metadata__` first, then the tensors by name), padded with spaces to 8 bytes, and
+/// the tensors' little-endian data in the same order. The metadata holds `format: pt`, which Hugging Face's
+/// loaders require of PyTorch checkpoints, and labpipe's own entries as one sorted-JSON string under
+/// [`METADATA_KEY`].
+fn encode(
+    tensors: &HashMap<String, Tensor>,
+    metadata: &BTreeMap<String, String>,
+) -> candle_core::Result<Vec<u8>> {
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    let mut header = serde_json::Map::new();
+    let mut meta = serde_json::Map::new();
+    meta.insert("format".into(), "pt".into());
+    if !metadata.is_empty() {
+        let json = serde_json::to_string(metadata).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        meta.insert(METADATA_KEY.into(), json.into());
+    }
+    header.insert("__metadata__".into(), meta.into());
+    let mut data = Vec::new();
+    for name in names {
+        let t = tensors[name].to_device(&Device::Cpu)?.contiguous()?;
+        let start = data.len();
+        let dtype = append_le_bytes(&t, &mut data)?;
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": dtype, "shape": t.dims(), "data_offsets": [start, data.len()]}),
+        );
+    }
+    // serde_json's Map is a BTreeMap (no `preserve_order` feature): the keys come out sorted.
+    let mut head = serde_json::to_vec(&header).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+    head.resize(head.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + head.len() + data.len());
+    out.extend_from_slice(&(head.len() as u64).to_le_bytes());
+    out.extend_from_slice(&head);
+    out.extend_from_slice(&data);
+    Ok(out)
+}
+
+/// Append `t`'s elements (contiguous, on the CPU) as little-endian bytes; returns the safetensors dtype name.
+fn append_le_bytes(t: &Tensor, out: &mut Vec<u8>) -> candle_core::Result<&'static str> {
+    use candle_core::DType;
+    let flat = t.flatten_all()?;
+    macro_rules! put {
+        ($ty:ty) => {
+            out.extend(flat.to_vec1::<$ty>()?.iter().flat_map(|v| v.to_le_bytes()))
+        };
+    }
+    Ok(match t.dtype() {
+        DType::F32 => {
+            put!(f32);
+            "F32"
+        }
+        DType::F64 => {
+            put!(f64);
+            "F64"
+        }
+        DType::I64 => {
+            put!(i64);
+            "I64"
+        }
+        DType::U32 => {
+            put!(u32);
+            "U32"
+        }
+        DType::U8 => {
+            put!(u8);
+            "U8"
+        }
+        other => candle_core::bail!("checkpoint: tensors of dtype {other:?} are not supported"),
+    })
 }
 
 /// Read every tensor of a checkpoint onto `device`.
@@ -112,7 +171,6 @@ mod tests {
             Tensor::new(3i64, &Device::Cpu).unwrap(),
         );
         let meta = BTreeMap::from([
-            ("format".to_string(), "pt".to_string()),
             ("b".to_string(), "2".to_string()),
             ("a".to_string(), "1".to_string()),
         ]);
@@ -124,6 +182,33 @@ mod tests {
         assert_eq!(back["a.num_batches_tracked"].to_scalar::<i64>().unwrap(), 3);
         assert!(size_mb(&p1).unwrap() > 0.0);
         assert_eq!(std::fs::read(&p1).unwrap(), std::fs::read(&p2).unwrap());
+        // The header the safetensors crate reads back: `format: pt` and labpipe's sorted metadata.
+        let bytes = std::fs::read(&p1).unwrap();
+        let (_, st_meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let m = st_meta.metadata().clone().unwrap();
+        assert_eq!(m["format"], "pt");
+        assert_eq!(m[METADATA_KEY], r#"{"a":"1","b":"2"}"#);
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(
+            st.tensor("a.num_batches_tracked").unwrap().dtype(),
+            safetensors::Dtype::I64
+        );
+        assert_eq!(st.tensor("b.weight").unwrap().shape(), &[2]);
+    }
+
+    #[test]
+    fn unsupported_dtypes_are_errors_and_leave_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("half.safetensors");
+        let t = Tensor::new(&[1f32, 2.0], &Device::Cpu).unwrap();
+        let half = HashMap::from([("w".to_string(), t.to_dtype(candle_core::DType::BF16).unwrap())]);
+        let e = save(&p, &half, &BTreeMap::new()).unwrap_err().to_string();
+        assert!(e.contains("BF16") && e.contains("not supported"), "{e}");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "nothing written"
+        );
     }
 
     #[test]
