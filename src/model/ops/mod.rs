@@ -1,6 +1,7 @@
 //! Tensor operations labpipe implements itself, each with an exact backward.
 
 pub mod batch_norm;
+pub mod batch_norm_eval;
 pub mod bn_relu_pool;
 pub mod conv;
 mod cpu_data;
@@ -8,6 +9,7 @@ mod lanes;
 pub mod max_pool;
 
 pub use batch_norm::{batch_norm_add_relu_train, batch_norm_relu_train, batch_norm_train};
+pub use batch_norm_eval::{EvalEpilogue, batch_norm_eval};
 pub use bn_relu_pool::batch_norm_relu_max_pool_train;
 pub use conv::conv2d;
 pub use max_pool::max_pool2d;
