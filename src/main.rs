@@ -15,8 +15,9 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    // Candle's elementwise thread pool spin-waits and competes with labpipe's rayon kernels on few cores;
-    // with one Candle thread a ResNet-18 step uses ~30% less CPU (measured; see BENCHMARKS.md).
+    // Candle's elementwise thread pool spin-waits and competes with labpipe's rayon kernels on few cores:
+    // on 2 cores one Candle thread trains ResNet-18 8-26% faster with ~11% less CPU per step, and costs
+    // evaluation nothing now that its BatchNorm is fused (measured; see BENCHMARKS.md, CANDLE_NUM_THREADS).
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         // SAFETY: no other thread exists yet at the start of main.
         unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };

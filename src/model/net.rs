@@ -154,12 +154,9 @@ impl Net {
 
     /// Class scores `[N, classes]` for images `[N, 3, 32, 32]`.
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let mut x = x.clone();
         let mut first = true;
-        for n in &self.decl.layers {
-            x = self.node(n, "", x, mode, &mut first)?;
-        }
-        Ok(x)
+        // Through `seq`, so top-level BatchNorm → ReLU (→ MaxPool) runs fused too (SimpleCNN, the stem).
+        self.seq(&self.decl.layers, "", x.clone(), mode, &mut first)
     }
 
     fn seq(
@@ -346,20 +343,18 @@ impl Net {
                 Ok(y)
             }
             Mode::Eval => {
-                let buffers = self.lock_buffers()?;
-                let (rm, rv) = running_stats(&buffers, &rm_key, &rv_key)?;
-                let c = rm.dim(0)?;
-                let scale = (weight / (rv + BN_EPS)?.sqrt()?)?;
-                let shift = (bias - (rm * &scale)?)?;
-                let y = x
-                    .broadcast_mul(&scale.reshape((1, c, 1, 1))?)?
-                    .broadcast_add(&shift.reshape((1, c, 1, 1))?)?;
-                match epilogue {
-                    Epilogue::None => Ok(y),
-                    Epilogue::Relu => y.relu(),
-                    Epilogue::AddRelu(r) => (y + r)?.relu(),
-                    Epilogue::ReluMaxPool(w) => ops::max_pool2d(&y.relu()?, w.kernel, w.stride, w.padding),
-                }
+                let (rm, rv) = running_stats(&*self.lock_buffers()?, &rm_key, &rv_key)?;
+                let epilogue = match epilogue {
+                    Epilogue::None => ops::EvalEpilogue::None,
+                    Epilogue::Relu => ops::EvalEpilogue::Relu,
+                    Epilogue::AddRelu(r) => ops::EvalEpilogue::AddRelu(r),
+                    Epilogue::ReluMaxPool(w) => ops::EvalEpilogue::ReluMaxPool(ops::max_pool::PoolWindow {
+                        kernel: w.kernel,
+                        stride: w.stride,
+                        padding: w.padding,
+                    }),
+                };
+                ops::batch_norm_eval(x, weight, bias, &rm, &rv, BN_EPS, epilogue)
             }
         }
     }

@@ -3,6 +3,7 @@
 pub mod batch_norm;
 #[cfg(feature = "cuda")]
 mod batch_norm_cuda;
+pub mod batch_norm_eval;
 pub mod bn_relu_pool;
 pub mod conv;
 mod cpu_data;
@@ -12,6 +13,7 @@ pub mod max_pool;
 mod max_pool_cuda;
 
 pub use batch_norm::{batch_norm_add_relu_train, batch_norm_relu_train, batch_norm_train};
+pub use batch_norm_eval::{EvalEpilogue, batch_norm_eval};
 pub use bn_relu_pool::batch_norm_relu_max_pool_train;
 pub use conv::conv2d;
 pub use max_pool::max_pool2d;
