@@ -1,8 +1,9 @@
-"""The seed lab's networks in PyTorch, for scripts/bench_torch.py.
+"""The seed lab's networks in PyTorch: the one definition that scripts/bench_torch.py, the fixture scripts
+(scripts/fixtures/state_dict_fixtures.py, summary_reference.py) and scripts/cuda/gpu_check.py import.
 
 Copied from the project's PyTorch reference material (refs/models.py, which reproduces the seed report's
-torchsummary tables): the SimpleCNN, ResBlock and ResNet18 classes unchanged; its table-printing helper is
-left out. labpipe's builtins (src/model/builtins.rs) declare the same networks.
+torchsummary tables): the SimpleCNN and ResBlock classes unchanged, ResNet18 with a width and a stem added (the defaults
+are the seed's); its table-printing helper is left out. labpipe's builtins (src/model/builtins.rs) declare the same networks.
 """
 import torch
 import torch.nn as nn
@@ -63,19 +64,28 @@ class ResBlock(nn.Module):
 
 
 class ResNet18(nn.Module):
-    def __init__(self, num_classes=10, layers=(2, 2, 2, 2)):
+    """refs/models.py's ResNet18, parametrised by the layer1 width (64 in the seed) and the stem: `imagenet`
+    (7x7/2 conv + 3x3/2 max-pool, the seed's) or `cifar` (3x3/1 conv, no pool; `maxpool` is then None, so it
+    has no state and torchsummary lists no row for it)."""
+
+    def __init__(self, num_classes=10, layers=(2, 2, 2, 2), width=64, stem="imagenet"):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        if stem == "imagenet":
+            self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+        elif stem == "cifar":
+            self.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
+        else:
+            raise ValueError(f"stem must be 'imagenet' or 'cifar', not {stem!r}")
+        self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.in_ch = 64
-        self.layer1 = self._make_layer(64, layers[0], 1)
-        self.layer2 = self._make_layer(128, layers[1], 2)
-        self.layer3 = self._make_layer(256, layers[2], 2)
-        self.layer4 = self._make_layer(512, layers[3], 2)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if stem == "imagenet" else None
+        self.in_ch = width
+        self.layer1 = self._make_layer(width, layers[0], 1)
+        self.layer2 = self._make_layer(2 * width, layers[1], 2)
+        self.layer3 = self._make_layer(4 * width, layers[2], 2)
+        self.layer4 = self._make_layer(8 * width, layers[3], 2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(512, num_classes)
+        self.fc = nn.Linear(8 * width, num_classes)
 
     def _make_layer(self, out_ch, blocks, stride):
         mods = [ResBlock(self.in_ch, out_ch, stride)]
@@ -85,7 +95,9 @@ class ResNet18(nn.Module):
         return nn.Sequential(*mods)
 
     def forward(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.relu(self.bn1(self.conv1(x)))
+        if self.maxpool is not None:
+            x = self.maxpool(x)
         x = self.layer1(x)
         x = self.layer2(x)
         x = self.layer3(x)

@@ -7,7 +7,8 @@ What it does, per model (SimpleCNN batch 128, ResNet-18 batch 64, both on the `s
   1. `labpipe run --device cuda` on a generated pipeline: the throughput run (images/s from history.json).
   2. `labpipe run --device cpu` and `--device cuda` on one small pipeline: the first epoch's mean train loss
      must agree to float32 tolerance (both use the same host-side seeds, data order and dropout masks).
-  3. PyTorch: the same architecture (copied below), Adam, cross-entropy on random input, the median step.
+  3. PyTorch: the same architecture (scripts/torch_models.py), Adam, cross-entropy on random input, the median
+     step, eval at batch 256, and one epoch of the same images held on the device.
 It prints a Markdown table for BENCHMARKS.md and writes it, with the raw numbers, to --out.
 
 --cpu-only proves the plumbing on a machine without a GPU: every labpipe run uses the CPU, the parity check
@@ -24,100 +25,11 @@ import subprocess
 import sys
 import time
 
-# --------------------------------------------------------------------------------------------------------------
-# PyTorch models: copied from the reference models.py that produced labpipe's summary fixtures (SimpleCNN as in
-# the seed's Task 1, ResNet-18 = torchvision's BasicBlock layout with the ImageNet stem, as labpipe's `resnet18`).
-# Defined lazily so --help and the labpipe-only parts run without torch.
-# --------------------------------------------------------------------------------------------------------------
-
-
 def torch_models():
-    import torch
-    import torch.nn as nn
-
-    class SimpleCNN(nn.Module):
-        def __init__(self, num_classes=10, dropout=0.5):
-            super().__init__()
-            self.conv1 = nn.Conv2d(3, 32, kernel_size=3, padding=1)
-            self.bn1 = nn.BatchNorm2d(32)
-            self.relu1 = nn.ReLU()
-            self.pool1 = nn.MaxPool2d(2)
-            self.conv2 = nn.Conv2d(32, 64, kernel_size=3, padding=1)
-            self.bn2 = nn.BatchNorm2d(64)
-            self.relu2 = nn.ReLU()
-            self.pool2 = nn.MaxPool2d(2)
-            self.conv3 = nn.Conv2d(64, 128, kernel_size=3, padding=1)
-            self.bn3 = nn.BatchNorm2d(128)
-            self.relu3 = nn.ReLU()
-            self.pool3 = nn.MaxPool2d(2)
-            self.dropout = nn.Dropout(dropout)
-            self.fc = nn.Linear(128 * 4 * 4, num_classes)
-
-        def forward(self, x):
-            x = self.pool1(self.relu1(self.bn1(self.conv1(x))))
-            x = self.pool2(self.relu2(self.bn2(self.conv2(x))))
-            x = self.pool3(self.relu3(self.bn3(self.conv3(x))))
-            x = self.dropout(x)
-            x = x.view(x.size(0), -1)
-            return self.fc(x)
-
-    class ResBlock(nn.Module):
-        """torchvision BasicBlock (expansion 1)."""
-
-        def __init__(self, in_ch, out_ch, stride=1):
-            super().__init__()
-            self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
-            self.bn1 = nn.BatchNorm2d(out_ch)
-            self.relu = nn.ReLU(inplace=True)
-            self.conv2 = nn.Conv2d(out_ch, out_ch, 3, stride=1, padding=1, bias=False)
-            self.bn2 = nn.BatchNorm2d(out_ch)
-            self.downsample = None
-            if stride != 1 or in_ch != out_ch:
-                self.downsample = nn.Sequential(
-                    nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False),
-                    nn.BatchNorm2d(out_ch),
-                )
-
-        def forward(self, x):
-            identity = x
-            out = self.relu(self.bn1(self.conv1(x)))
-            out = self.bn2(self.conv2(out))
-            if self.downsample is not None:
-                identity = self.downsample(x)
-            out = out + identity
-            return self.relu(out)
-
-    class ResNet18(nn.Module):
-        def __init__(self, num_classes=10, layers=(2, 2, 2, 2)):
-            super().__init__()
-            self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
-            self.bn1 = nn.BatchNorm2d(64)
-            self.relu = nn.ReLU(inplace=True)
-            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-            self.in_ch = 64
-            self.layer1 = self._make_layer(64, layers[0], 1)
-            self.layer2 = self._make_layer(128, layers[1], 2)
-            self.layer3 = self._make_layer(256, layers[2], 2)
-            self.layer4 = self._make_layer(512, layers[3], 2)
-            self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-            self.fc = nn.Linear(512, num_classes)
-
-        def _make_layer(self, out_ch, blocks, stride):
-            mods = [ResBlock(self.in_ch, out_ch, stride)]
-            self.in_ch = out_ch
-            for _ in range(1, blocks):
-                mods.append(ResBlock(out_ch, out_ch, 1))
-            return nn.Sequential(*mods)
-
-        def forward(self, x):
-            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-            x = self.layer1(x)
-            x = self.layer2(x)
-            x = self.layer3(x)
-            x = self.layer4(x)
-            x = self.avgpool(x)
-            x = torch.flatten(x, 1)
-            return self.fc(x)
+    """The PyTorch models (scripts/torch_models.py, imported lazily so --help and the labpipe-only parts run
+    without torch): SimpleCNN as in the seed's Task 1, ResNet-18 as labpipe's `resnet18` (ImageNet stem)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    from torch_models import ResNet18, SimpleCNN
 
     return {"simple_cnn": SimpleCNN, "resnet18": ResNet18}
 
