@@ -11,6 +11,10 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
+/// The in-place updates on CUDA (only `slot.cuda` parameters, which need the `cuda` feature).
+#[cfg(feature = "cuda")]
+mod cuda;
+
 use candle_core::backend::BackendStorage;
 use candle_core::{
     CpuStorage, DType, Device, InplaceOp2, Layout, Result, Tensor, Var, backprop::GradStore, bail,
@@ -702,7 +706,8 @@ impl Optimizer for Adam {
                 };
                 slot.var.as_tensor().inplace_op2(&grad, &op)?;
             } else if slot.cuda {
-                adam_cuda_update(slot, grad, &s)?;
+                #[cfg(feature = "cuda")]
+                cuda::adam_update(slot, grad, &s)?;
             } else {
                 adam_tensor_update(slot, grad, &s, amsgrad)?;
             }
@@ -969,7 +974,8 @@ impl Optimizer for Sgd {
                 let op = SgdHostUpdate { s, first, buf };
                 slot.var.as_tensor().inplace_op2(&grad, &op)?;
             } else if slot.cuda {
-                sgd_cuda_update(slot, grad, &s)?;
+                #[cfg(feature = "cuda")]
+                cuda::sgd_update(slot, grad, &s)?;
             } else {
                 sgd_tensor_update(slot, grad, &s)?;
             }
@@ -1142,76 +1148,6 @@ fn sgd_tensor_update(slot: &mut Slot, grad: &Tensor, s: &SgdScalars) -> Result<(
     }
     let new_p = (&p + g.affine(s.neg_lr, 0.0)?)?;
     slot.var.set(&new_p)
-}
-
-/// The Adam update of one parameter by labpipe's CUDA kernel, in place (buffers already allocated).
-#[cfg(feature = "cuda")]
-fn adam_cuda_update(slot: &Slot, grad: &Tensor, s: &AdamScalars) -> Result<()> {
-    let grad = host_grad(grad, slot)?;
-    let c = AdamF32::from(s);
-    let args = crate::cuda::AdamArgs {
-        decay: c.decay,
-        l2: c.l2,
-        w1: c.w1,
-        beta2: c.beta2,
-        w2: c.w2,
-        bc2_sqrt: c.bc2_sqrt,
-        eps: c.eps,
-        neg_step_size: c.neg_step_size,
-    };
-    let buffer = |i: usize| -> Result<Option<&Tensor>> {
-        slot.buffers
-            .get(i)
-            .and_then(Option::as_ref)
-            .map(Buffer::tensor)
-            .transpose()
-    };
-    let (Some(m), Some(v)) = (buffer(0)?, buffer(1)?) else {
-        bail!("internal: Adam buffers were not initialised");
-    };
-    let op = super::optim_cuda::AdamCuda {
-        args,
-        m,
-        v,
-        vmax: buffer(2)?,
-    };
-    slot.var.as_tensor().inplace_op2(&grad, &op)
-}
-
-/// Without the `cuda` feature no slot takes the CUDA path.
-#[cfg(not(feature = "cuda"))]
-fn adam_cuda_update(_: &Slot, _: &Tensor, _: &AdamScalars) -> Result<()> {
-    bail!("internal: the CUDA optimizer path needs the `cuda` feature")
-}
-
-/// The SGD update of one parameter by labpipe's CUDA kernel, in place.
-#[cfg(feature = "cuda")]
-fn sgd_cuda_update(slot: &mut Slot, grad: &Tensor, s: &SgdScalars) -> Result<()> {
-    let grad = host_grad(grad, slot)?;
-    let first = s.momentum.is_some() && slot.buffers.first().is_some_and(Option::is_none);
-    if first {
-        slot.buffers[0] = Some(Buffer::Device(slot.var.zeros_like()?));
-    }
-    let buf = match slot.buffers.first() {
-        Some(Some(b)) if s.momentum.is_some() => Some(b.tensor()?),
-        _ => None,
-    };
-    let args = crate::cuda::SgdArgs {
-        weight_decay: s.weight_decay.map(|x| x as f32),
-        momentum: s.momentum.map(|x| x as f32),
-        keep: s.keep as f32,
-        nesterov: s.nesterov,
-        neg_lr: s.neg_lr as f32,
-        first,
-    };
-    let op = super::optim_cuda::SgdCuda { args, buf };
-    slot.var.as_tensor().inplace_op2(&grad, &op)
-}
-
-/// Without the `cuda` feature no slot takes the CUDA path.
-#[cfg(not(feature = "cuda"))]
-fn sgd_cuda_update(_: &mut Slot, _: &Tensor, _: &SgdScalars) -> Result<()> {
-    bail!("internal: the CUDA optimizer path needs the `cuda` feature")
 }
 
 #[cfg(test)]

@@ -3,14 +3,71 @@
 
 use candle_core::{CpuStorage, CudaStorage, InplaceOp2, Layout, Result, Tensor, bail};
 
+use super::{AdamF32, AdamScalars, Buffer, SgdScalars, Slot, host_grad};
 use crate::cuda::{self, AdamArgs, Locked, SgdArgs};
 
+/// The Adam update of one parameter by labpipe's CUDA kernel, in place (buffers already allocated).
+pub(super) fn adam_update(slot: &Slot, grad: &Tensor, s: &AdamScalars) -> Result<()> {
+    let grad = host_grad(grad, slot)?;
+    let c = AdamF32::from(s);
+    let args = AdamArgs {
+        decay: c.decay,
+        l2: c.l2,
+        w1: c.w1,
+        beta2: c.beta2,
+        w2: c.w2,
+        bc2_sqrt: c.bc2_sqrt,
+        eps: c.eps,
+        neg_step_size: c.neg_step_size,
+    };
+    let buffer = |i: usize| -> Result<Option<&Tensor>> {
+        slot.buffers
+            .get(i)
+            .and_then(Option::as_ref)
+            .map(Buffer::tensor)
+            .transpose()
+    };
+    let (Some(m), Some(v)) = (buffer(0)?, buffer(1)?) else {
+        bail!("internal: Adam buffers were not initialised");
+    };
+    let op = AdamCuda {
+        args,
+        m,
+        v,
+        vmax: buffer(2)?,
+    };
+    slot.var.as_tensor().inplace_op2(&grad, &op)
+}
+
+/// The SGD update of one parameter by labpipe's CUDA kernel, in place.
+pub(super) fn sgd_update(slot: &mut Slot, grad: &Tensor, s: &SgdScalars) -> Result<()> {
+    let grad = host_grad(grad, slot)?;
+    let first = s.momentum.is_some() && slot.buffers.first().is_some_and(Option::is_none);
+    if first {
+        slot.buffers[0] = Some(Buffer::Device(slot.var.zeros_like()?));
+    }
+    let buf = match slot.buffers.first() {
+        Some(Some(b)) if s.momentum.is_some() => Some(b.tensor()?),
+        _ => None,
+    };
+    let args = SgdArgs {
+        weight_decay: s.weight_decay.map(|x| x as f32),
+        momentum: s.momentum.map(|x| x as f32),
+        keep: s.keep as f32,
+        nesterov: s.nesterov,
+        neg_lr: s.neg_lr as f32,
+        first,
+    };
+    let op = SgdCuda { args, buf };
+    slot.var.as_tensor().inplace_op2(&grad, &op)
+}
+
 /// Adam/AdamW on one parameter; `m`, `v` (and `vmax`) are its state tensors, written in place.
-pub(super) struct AdamCuda<'a> {
-    pub(super) args: AdamArgs,
-    pub(super) m: &'a Tensor,
-    pub(super) v: &'a Tensor,
-    pub(super) vmax: Option<&'a Tensor>,
+struct AdamCuda<'a> {
+    args: AdamArgs,
+    m: &'a Tensor,
+    v: &'a Tensor,
+    vmax: Option<&'a Tensor>,
 }
 
 impl InplaceOp2 for AdamCuda<'_> {
@@ -42,9 +99,9 @@ impl InplaceOp2 for AdamCuda<'_> {
 }
 
 /// SGD on one parameter; `buf` is its momentum buffer (when momentum is on), written in place.
-pub(super) struct SgdCuda<'a> {
-    pub(super) args: SgdArgs,
-    pub(super) buf: Option<&'a Tensor>,
+struct SgdCuda<'a> {
+    args: SgdArgs,
+    buf: Option<&'a Tensor>,
 }
 
 impl InplaceOp2 for SgdCuda<'_> {
