@@ -169,17 +169,50 @@ pub fn select(request: Option<&str>) -> Result<Device, String> {
     choose(request).map(|s| s.device).map_err(|e| e.to_string())
 }
 
-/// A short stable name of the device kind, part of cache keys.
-pub fn kind(device: &Device) -> &'static str {
+/// The kind of device a result was computed on: part of the train and evaluate keys, since each kind rounds
+/// differently. Recorded in each run's record so that `status` and `plan` compute the keys a run was made with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+pub enum DeviceKind {
+    /// The CPU.
+    #[default]
+    #[serde(rename = "cpu")]
+    Cpu,
+    /// A CUDA GPU through Candle's kernels.
+    #[serde(rename = "cuda")]
+    Cuda,
+    /// A CUDA GPU with labpipe's own kernels for BatchNorm, max-pool and the optimizer.
+    #[serde(rename = "cuda+kernels")]
+    CudaKernels,
+}
+
+impl DeviceKind {
+    /// The name written in keys and records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceKind::Cpu => "cpu",
+            DeviceKind::Cuda => "cuda",
+            DeviceKind::CudaKernels => "cuda+kernels",
+        }
+    }
+}
+
+impl fmt::Display for DeviceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The kind of `device`.
+pub fn kind(device: &Device) -> DeviceKind {
     if !device.is_cuda() {
-        return "cpu";
+        return DeviceKind::Cpu;
     }
     // labpipe's CUDA kernels round differently from Candle's ops: results, and so cache keys, differ.
     #[cfg(feature = "cuda")]
     if crate::cuda::kernels_enabled() {
-        return "cuda+kernels";
+        return DeviceKind::CudaKernels;
     }
-    "cuda"
+    DeviceKind::Cuda
 }
 
 /// The device as a user writes it: `cpu` or `cuda:N`.
@@ -238,6 +271,10 @@ mod tests {
     #[test]
     fn cpu_device_names() {
         assert_eq!(name(&Device::Cpu), "cpu");
-        assert_eq!(kind(&Device::Cpu), "cpu");
+        assert_eq!(kind(&Device::Cpu), DeviceKind::Cpu);
+        assert_eq!(
+            serde_json::to_value(DeviceKind::CudaKernels).unwrap(),
+            "cuda+kernels"
+        );
     }
 }

@@ -10,6 +10,7 @@ pub mod cache;
 pub(crate) mod cuda;
 pub mod data;
 pub mod device;
+pub mod figure;
 pub mod memory;
 pub mod model;
 pub mod pipeline;
@@ -18,3 +19,6 @@ pub mod rng;
 pub mod spec;
 pub mod summary;
 pub mod train;
+
+#[cfg(test)]
+mod architecture_tests;

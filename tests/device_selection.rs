@@ -66,7 +66,7 @@ fn auto_without_a_gpu_is_the_cpu_with_a_one_line_notice() {
     }
     let s = device::choose(DeviceRequest::Auto).unwrap();
     assert!(s.device.is_cpu());
-    assert_eq!(device::kind(&s.device), "cpu");
+    assert_eq!(device::kind(&s.device).as_str(), "cpu");
     let notice = s.notice.expect("auto fell back to the CPU without a notice");
     assert!(!notice.contains('\n'), "{notice}");
     assert!(notice.contains("running on the CPU"), "{notice}");

@@ -1,9 +1,12 @@
 //! Stage keys: a hash of everything that determines a stage's output, kept in readable form to explain
 //! a cache miss.
 
-use crate::spec::canonical_json;
+use super::canonical::canonical_json;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+/// Bump when the layout of any stage's artifacts changes: every key changes with it.
+pub const FORMAT_VERSION: u32 = 1;
 
 /// The identity of one stage's output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,7 +26,7 @@ impl StageKey {
             "stage": stage,
             "spec": spec,
             "inputs": inputs.iter().map(|k| json!({"stage": k.stage, "key": k.key})).collect::<Vec<_>>(),
-            "format": super::FORMAT_VERSION,
+            "format": FORMAT_VERSION,
             "labpipe": env!("CARGO_PKG_VERSION"),
             "candle": "0.11",
         });
@@ -36,39 +39,65 @@ impl StageKey {
     }
 }
 
-/// How many differences [`explain_change`] lists before summarising the rest.
+/// How many differences [`describe_changes`] lists before summarising the rest.
 const MAX_REASONS: usize = 4;
 
 /// One step of a path into a key input.
-#[derive(Debug, Clone)]
-enum Seg {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seg {
+    /// An object field.
     Key(String),
+    /// An array element.
     Index(usize),
 }
 
-/// Differences between two key inputs of the same stage, as lines in the words of the pipeline file:
-/// `train.optimizer.lr changed from 0.001 to 0.01`, `data.augment[1].random_horizontal_flip.p changed from 0.5
-/// to 0.3`, `labpipe version changed from 0.1.0 to 0.2.0`. Changed upstream keys are not listed: the caller
-/// says which upstream stage runs.
-pub fn explain_change(old: &Value, new: &Value) -> Vec<String> {
-    let stage = new["stage"].as_str().unwrap_or_default();
+impl Seg {
+    /// `prefix.a.b[2].c`: a path as the pipeline file spells it.
+    pub fn join(prefix: &str, path: &[Seg]) -> String {
+        let mut s = prefix.to_string();
+        for seg in path {
+            match seg {
+                Seg::Key(k) if s.is_empty() => s.push_str(k),
+                Seg::Key(k) => {
+                    s.push('.');
+                    s.push_str(k);
+                }
+                Seg::Index(i) => s.push_str(&format!("[{i}]")),
+            }
+        }
+        s
+    }
+
+    /// The first field name of a path, if it starts with one.
+    pub fn first_key(path: &[Seg]) -> Option<&str> {
+        match path.first() {
+            Some(Seg::Key(k)) => Some(k),
+            _ => None,
+        }
+    }
+}
+
+/// One difference between two key inputs: where in `spec`, the old value and the new one.
+pub type SpecDiff = (Vec<Seg>, Value, Value);
+
+/// The differences between the `spec` parts of two key inputs, in the newer one's field order.
+pub fn spec_diffs(old: &Value, new: &Value) -> Vec<SpecDiff> {
     let mut diffs = Vec::new();
     diff(&mut Vec::new(), &old["spec"], &new["spec"], &mut diffs);
-    // The dataset's fingerprint follows its size and kind; name it only when nothing written changed.
-    let top = |d: &(Vec<Seg>, Value, Value)| match d.0.first() {
-        Some(Seg::Key(k)) => k.clone(),
-        _ => String::new(),
-    };
-    if stage == "dataset"
-        && diffs
-            .iter()
-            .any(|d| ["dataset", "train_size", "test_size"].contains(&top(d).as_str()))
-    {
-        diffs.retain(|d| top(d) != "source");
-    }
+    diffs
+}
+
+/// Lines describing `diffs` (their paths named by `user_path`) and any version change between the key
+/// inputs: `train.optimizer.lr changed from 0.001 to 0.01`, `labpipe version changed from 0.1.0 to 0.2.0`.
+pub fn describe_changes(
+    diffs: &[SpecDiff],
+    user_path: impl Fn(&[Seg]) -> String,
+    old: &Value,
+    new: &Value,
+) -> Vec<String> {
     let mut out: Vec<String> = diffs
         .iter()
-        .map(|(path, a, b)| describe(&user_path(stage, path), a, b))
+        .map(|(path, a, b)| describe(&user_path(path), a, b))
         .collect();
     for (field, what) in [
         ("labpipe", "labpipe version"),
@@ -139,67 +168,6 @@ fn diff(path: &mut Vec<Seg>, a: &Value, b: &Value, out: &mut Vec<(Vec<Seg>, Valu
     }
 }
 
-/// `BatchNorm2d` → `batch_norm2d`: the model IR's layer kinds as the pipeline file spells them.
-fn snake(name: &str) -> String {
-    let mut s = String::new();
-    for (i, c) in name.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 {
-                s.push('_');
-            }
-            s.push(c.to_ascii_lowercase());
-        } else {
-            s.push(c);
-        }
-    }
-    s
-}
-
-fn join(prefix: &str, path: &[Seg]) -> String {
-    let mut s = prefix.to_string();
-    for seg in path {
-        match seg {
-            Seg::Key(k) if s.is_empty() => s.push_str(k),
-            Seg::Key(k) => {
-                s.push('.');
-                s.push_str(k);
-            }
-            Seg::Index(i) => s.push_str(&format!("[{i}]")),
-        }
-    }
-    s
-}
-
-/// Where a field of a stage's key input comes from in the pipeline file (or the command line).
-fn user_path(stage: &str, path: &[Seg]) -> String {
-    let first = match path.first() {
-        Some(Seg::Key(k)) => k.as_str(),
-        _ => "",
-    };
-    match (stage, first) {
-        (_, "device") => "device (--device)".into(),
-        ("dataset", "seed") => "train.seed (it also draws the validation split)".into(),
-        ("dataset", "source") => "the input data (its files or size)".into(),
-        ("dataset", _) | ("train", "augment") => join("data", path),
-        ("train", _) => join("train", path),
-        ("model", _) => {
-            // The IR wraps each layer as {name, op: {Kind: {...}}}; drop `op` and spell the kind as in YAML.
-            let segs: Vec<Seg> = path
-                .iter()
-                .filter(|s| !matches!(s, Seg::Key(k) if k == "op"))
-                .map(|s| match s {
-                    Seg::Key(k) if k.chars().next().is_some_and(|c| c.is_ascii_uppercase()) => {
-                        Seg::Key(snake(k))
-                    }
-                    other => other.clone(),
-                })
-                .collect();
-            join("model", &segs)
-        }
-        (stage, _) => join(stage, path),
-    }
-}
-
 fn describe(path: &str, a: &Value, b: &Value) -> String {
     match (a, b) {
         (Value::Null, b) => format!("{path} set to {} (was not set)", short(b)),
@@ -239,80 +207,12 @@ mod tests {
         assert_ne!(a.key, d.key);
     }
 
-    fn input(stage: &str, spec: Value) -> Value {
-        StageKey::new(stage, spec, &[]).input
-    }
-
-    #[test]
-    fn explains_what_changed_in_the_words_of_the_pipeline_file() {
-        let old = input(
-            "train",
-            json!({"optimizer": {"name": "adam", "lr": 0.001}, "augment": []}),
-        );
-        let new = input(
-            "train",
-            json!({"optimizer": {"name": "adam", "lr": 0.01}, "augment": []}),
-        );
-        assert_eq!(
-            explain_change(&old, &new),
-            vec!["train.optimizer.lr changed from 0.001 to 0.01"]
-        );
-
-        let flip = |p: f64| json!({"augment": [{"random_crop": {"size": 32}}, {"random_horizontal_flip": {"p": p}}]});
-        assert_eq!(
-            explain_change(&input("train", flip(0.5)), &input("train", flip(0.3))),
-            vec!["data.augment[1].random_horizontal_flip.p changed from 0.5 to 0.3"]
-        );
-        assert_eq!(
-            explain_change(
-                &input("train", json!({"early_stopping": null})),
-                &input("train", json!({"early_stopping": {"patience": 2}}))
-            ),
-            vec!["train.early_stopping set to {\"patience\": 2} (was not set)"]
-        );
-        assert_eq!(
-            explain_change(
-                &input("dataset", json!({"normalize": "first_image", "seed": 0})),
-                &input("dataset", json!({"normalize": "none", "seed": 1}))
-            ),
-            vec![
-                "data.normalize changed from first_image to none",
-                "train.seed (it also draws the validation split) changed from 0 to 1"
-            ]
-        );
-        assert_eq!(
-            explain_change(
-                &input(
-                    "dataset",
-                    json!({"source": "synthetic-v1:240:60", "train_size": 240})
-                ),
-                &input(
-                    "dataset",
-                    json!({"source": "synthetic-v1:300:60", "train_size": 300})
-                )
-            ),
-            vec!["data.train_size changed from 240 to 300"]
-        );
-        assert_eq!(
-            explain_change(
-                &input("dataset", json!({"source": "cifar10-blake3:aa"})),
-                &input("dataset", json!({"source": "cifar10-blake3:bb"}))
-            ),
-            vec!["the input data (its files or size) changed from cifar10-blake3:aa to cifar10-blake3:bb"]
-        );
-        let layer = |n: u64| json!({"layers": [{"name": "0", "op": {"Conv2d": {"out_channels": n}}}]});
-        assert_eq!(
-            explain_change(&input("model", layer(8)), &input("model", layer(16))),
-            vec!["model.layers[0].conv2d.out_channels changed from 8 to 16"]
-        );
-    }
-
     #[test]
     fn versions_and_many_changes_are_summarised() {
-        let mut old = input("train", json!({"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}));
-        let new = input("train", json!({"a": 2, "b": 2, "c": 2, "d": 2, "e": 2}));
+        let mut old = StageKey::new("train", json!({"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}), &[]).input;
+        let new = StageKey::new("train", json!({"a": 2, "b": 2, "c": 2, "d": 2, "e": 2}), &[]).input;
         old["labpipe"] = json!("0.0.9");
-        let lines = explain_change(&old, &new);
+        let lines = describe_changes(&spec_diffs(&old, &new), |p| Seg::join("train", p), &old, &new);
         assert_eq!(lines.len(), MAX_REASONS);
         assert_eq!(lines[0], "train.a changed from 1 to 2");
         assert_eq!(lines[MAX_REASONS - 1], "and 3 more changes");

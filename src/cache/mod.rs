@@ -2,16 +2,16 @@
 //! them. A stage is built in `.partial-<key>/` (kept across crashes so training can resume) and renamed into
 //! place when complete, under a per-stage lock so concurrent runs never corrupt each other.
 
+pub mod canonical;
 pub mod key;
 
-pub use key::StageKey;
+pub use canonical::canonical_json;
+
+pub use key::{FORMAT_VERSION, StageKey};
 
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-
-/// Bump when the layout of any stage's artifacts changes: every key changes with it.
-pub const FORMAT_VERSION: u32 = 1;
 
 /// Cache trouble.
 #[derive(Debug, thiserror::Error)]

@@ -66,9 +66,8 @@ pub fn clean(pipelines: &[Pipeline], out: &Path, dry_run: bool, all: bool) -> Re
         .iter()
         .flat_map(|r| {
             r.keys
-                .all()
-                .into_iter()
-                .map(|k| (k.stage.clone(), k.key.clone()))
+                .iter()
+                .map(|(_, k)| (k.stage.clone(), k.key.clone()))
                 .collect::<Vec<_>>()
         })
         .collect();

@@ -26,7 +26,7 @@ pub fn eval(
     let mut exec = Executor::new(&opts);
     let (path, m) = exec
         .evaluate_run(run, checkpoint)
-        .map_err(|e| Exit::Failed(super::anyhow_msg(e)))?;
+        .map_err(|e| Exit::Failed(e.into()))?;
     let mb = size_mb(&path).map_err(|e| Exit::Failed(e.into()))?;
     if json {
         let v = serde_json::json!({"checkpoint": path, "size_mb": mb, "metrics": m});

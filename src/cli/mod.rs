@@ -10,6 +10,7 @@ mod status;
 use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand};
 use labpipe::pipeline::record::{RunRecord, RunStatus};
+use labpipe::pipeline::stage::Stage;
 use labpipe::pipeline::{Executor, Options, StageOutcome};
 use labpipe::spec::{self, Pipeline, RunSpec};
 use std::path::{Path, PathBuf};
@@ -311,7 +312,7 @@ fn dispatch(cli: Cli) -> Result<i32, Exit> {
                     let trained = o
                         .stages
                         .iter()
-                        .any(|(s, st)| *s == "train" && matches!(st, StageOutcome::Ran(_)));
+                        .any(|(s, st)| *s == Stage::Train && matches!(st, StageOutcome::Ran(_)));
                     match &o.status {
                         RunStatus::Done if !trained && !quiet => {
                             eprintln!("{}: up to date, nothing trained", o.name)

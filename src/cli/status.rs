@@ -1,17 +1,12 @@
 //! `labpipe status`: one line per run.
 
 use super::{Exit, records_for};
-use labpipe::cache::Store;
-use labpipe::pipeline::record::RunStatus;
-use labpipe::pipeline::stages::STAGES;
-use labpipe::pipeline::{Executor, Options, read_json};
+use labpipe::cache::{Miss, Store};
+use labpipe::pipeline::record::{RunRecord, RunStatus};
+use labpipe::pipeline::stage::{self, EvaluateArtifacts, Fingerprints, Stage, TrainArtifacts};
 use labpipe::spec::{self, Pipeline};
-use labpipe::train::evaluate::TestMetrics;
-use labpipe::train::trainer::TrainOutcome;
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 pub fn status(files: &[PathBuf], out: &Path, as_json: bool) -> Result<i32, Exit> {
     let pipelines: Vec<Pipeline> = files
@@ -19,20 +14,17 @@ pub fn status(files: &[PathBuf], out: &Path, as_json: bool) -> Result<i32, Exit>
         .map(|f| spec::load(f, &[]).map_err(|e| Exit::BadInput(e.to_string())))
         .collect::<Result<_, _>>()?;
     let store = Store::new(out);
-    let opts = Options {
-        out: out.to_path_buf(),
-        device: candle_core::Device::Cpu,
-        workers: 1,
-        quiet: true,
-        interrupt: Arc::new(AtomicBool::new(false)),
-    };
-    let mut exec = Executor::new(&opts);
+    let mut fps = Fingerprints::default();
     let mut rows = Vec::new();
     // Runs declared in the given pipelines that have no record yet are listed as missing.
     for p in &pipelines {
         for r in &p.runs {
-            if labpipe::pipeline::record::RunRecord::load(out, &p.name, &r.name).is_none() {
-                rows.push(json!({"pipeline": p.name, "run": r.name, "stages": STAGES.iter().map(|s| json!({"stage": s, "state": "missing"})).collect::<Vec<_>>(), "status": "not run"}));
+            if RunRecord::load(out, &p.name, &r.name).is_none() {
+                let stages: Vec<_> = Stage::ALL
+                    .iter()
+                    .map(|s| json!({"stage": s, "state": "missing"}))
+                    .collect();
+                rows.push(json!({"pipeline": p.name, "run": r.name, "stages": stages, "status": "not run"}));
             }
         }
     }
@@ -41,25 +33,28 @@ pub fn status(files: &[PathBuf], out: &Path, as_json: bool) -> Result<i32, Exit>
             .iter()
             .find(|p| p.name == rec.spec.pipeline)
             .and_then(|p| p.runs.iter().find(|r| r.name == rec.spec.name))
-            .and_then(|r| exec.keys(r).ok());
+            // The keys the run would have now, on the device it was made on.
+            .and_then(|r| stage::stage_keys(r, rec.device, &mut fps).ok());
         let mut stages = Vec::new();
-        for (i, key) in rec.keys.all().into_iter().enumerate() {
+        for (stage, key) in rec.keys.iter() {
             let state = match (store.lookup(key), &current) {
-                (Ok(_), Some(cur)) if cur.all()[i].key != key.key => "stale".to_string(),
+                (Ok(_), Some(cur)) if cur.get(stage).key != key.key => "stale".to_string(),
                 (Ok(_), _) => "done".to_string(),
-                (Err(labpipe::cache::Miss::Corrupt(w)), _) => format!("damaged ({w})"),
-                (Err(_), _) => "missing".to_string(),
+                (Err(Miss::Corrupt(w)), _) => format!("damaged ({w})"),
+                (Err(Miss::Absent), _) => "missing".to_string(),
             };
-            stages.push(json!({"stage": STAGES[i], "state": state}));
+            stages.push(json!({"stage": stage, "state": state}));
         }
-        let outcome: Option<TrainOutcome> = store
+        let outcome = store
             .lookup(&rec.keys.train)
             .ok()
-            .and_then(|d| read_json(&d, "outcome.json").ok());
-        let metrics: Option<TestMetrics> = store
+            .and_then(|d| TrainArtifacts::read(&d).ok())
+            .map(|t| t.outcome);
+        let metrics = store
             .lookup(&rec.keys.evaluate)
             .ok()
-            .and_then(|d| read_json(&d, "metrics.json").ok());
+            .and_then(|d| EvaluateArtifacts::read(&d).ok())
+            .map(|e| e.metrics);
         let best = outcome
             .as_ref()
             .and_then(|o| o.history.best_val_accuracy().map(|e| (e.epoch, e.val_accuracy)));

@@ -11,38 +11,10 @@ use std::path::{Path, PathBuf};
 use crate::data::error::DataError;
 use crate::data::{Dataset, IMAGE_BYTES, ImageSet};
 
-/// Directory inside the dataset root that holds the batch files (as the official archive unpacks).
-pub const DATA_DIR: &str = "cifar-10-batches-bin";
-/// Training batch files, read in this order.
-pub const TRAIN_FILES: [&str; 5] = [
-    "data_batch_1.bin",
-    "data_batch_2.bin",
-    "data_batch_3.bin",
-    "data_batch_4.bin",
-    "data_batch_5.bin",
-];
-/// The test batch file.
-pub const TEST_FILE: &str = "test_batch.bin";
-/// Class names, one per line, index = label.
-pub const META_FILE: &str = "batches.meta.txt";
-/// Bytes per record: the label byte and the image.
-pub const RECORD_BYTES: usize = 1 + IMAGE_BYTES;
-/// Number of classes; labels are `0..NUM_CLASSES`.
-pub const NUM_CLASSES: usize = 10;
-
-/// Every file the reader needs, relative to `DATA_DIR`.
-pub fn required_files() -> Vec<&'static str> {
-    let mut files = TRAIN_FILES.to_vec();
-    files.push(TEST_FILE);
-    files.push(META_FILE);
-    files
-}
-
-/// True when every file [`read_cifar10`] needs exists under `root` (their contents are checked on reading).
-pub fn cifar10_present(root: &Path) -> bool {
-    let dir = root.join(DATA_DIR);
-    required_files().iter().all(|f| dir.join(f).is_file())
-}
+pub use super::cifar10_layout::{
+    DATA_DIR, META_FILE, NUM_CLASSES, RECORD_BYTES, RECORDS_PER_FILE, TEST_FILE, TRAIN_FILES, TRAIN_IMAGES,
+    cifar10_present, required_files,
+};
 
 /// Reads the CIFAR-10 binary dataset under `root/cifar-10-batches-bin/`.
 pub fn read_cifar10(root: &Path) -> Result<Dataset, DataError> {

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::data::cifar10::{DATA_DIR, META_FILE, TEST_FILE};
+use super::cifar10_layout::{DATA_DIR, manual_install_hint};
 
 /// Everything that can go wrong while getting a dataset from disk or the network into memory.
 #[derive(Debug, thiserror::Error)]
@@ -206,16 +206,6 @@ impl DataError {
             source,
         }
     }
-}
-
-/// Tells the user which files to put where to install CIFAR-10 without labpipe's download.
-pub fn manual_install_hint(root: &Path) -> String {
-    format!(
-        "To install CIFAR-10 by hand, put data_batch_1.bin … data_batch_5.bin, {TEST_FILE} and {META_FILE} \
-         (from cifar-10-binary.tar.gz, see https://www.cs.toronto.edu/~kriz/cifar.html) in {}; or let labpipe \
-         download them (`data.url` can point at a mirror)",
-        root.join(DATA_DIR).display()
-    )
 }
 
 /// Says that a partial download survives and will be resumed, when there is one.

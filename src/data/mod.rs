@@ -3,6 +3,8 @@
 pub mod augment;
 pub mod batches;
 pub mod cifar10;
+pub mod cifar10_layout;
+pub mod config;
 pub mod download;
 pub mod error;
 pub mod normalize;

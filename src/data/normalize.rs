@@ -1,7 +1,7 @@
 //! Input normalization: which per-channel mean and std are used, and the u8 → f32 conversion.
 
 use super::{IMAGE_BYTES, ImageSet};
-use crate::spec::file::Normalize;
+use crate::data::config::Normalize;
 use serde::{Deserialize, Serialize};
 
 /// Per-channel statistics on the [0, 1] pixel scale, as torchvision's `Normalize(mean, std)` takes them.

@@ -2,10 +2,10 @@
 //! missing), cut to the sizes the pipeline asks for, with a fingerprint of the content for cache keys.
 
 use super::cifar10::{self, DATA_DIR};
+use super::config::{DataSpec, DatasetKind};
 use super::download::{DownloadSpec, ensure_cifar10};
 use super::error::DataError;
 use super::{Dataset, ImageSet, synthetic};
-use crate::spec::file::{DataSpec, DatasetKind};
 use std::path::{Path, PathBuf};
 
 /// Default folder of the CIFAR-10 files.
@@ -18,6 +18,11 @@ pub fn cifar_root(spec: &DataSpec) -> PathBuf {
             .clone()
             .unwrap_or_else(|| DEFAULT_CIFAR_ROOT.to_string()),
     )
+}
+
+/// What identifies a source's loaded content: datasets and fingerprints are shared between runs with the same.
+pub fn source_id(spec: &DataSpec) -> String {
+    serde_json::to_string(&(&spec.dataset, &spec.root, spec.train_size, spec.test_size)).unwrap_or_default()
 }
 
 /// A fingerprint of the input data: for CIFAR-10 the blake3 of its files, for synthetic data the generator

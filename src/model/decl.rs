@@ -202,7 +202,8 @@ impl Op {
     }
 }
 
-fn join(prefix: &str, name: &str) -> String {
+/// A state_dict path as PyTorch writes it: `prefix.name`, either part possibly empty (`layer1.0.conv1`).
+pub fn state_dict_path(prefix: &str, name: &str) -> String {
     if prefix.is_empty() {
         name.to_string()
     } else if name.is_empty() {
@@ -248,7 +249,7 @@ impl ModelDecl {
             fn layer(&mut self, path: &str, node: &Node, input: &Shape, output: &Shape) {
                 let mut push = |role: TensorRole, shape: Vec<usize>, fan_in: usize| {
                     self.0.push(TensorDecl {
-                        name: join(path, role.suffix()),
+                        name: state_dict_path(path, role.suffix()),
                         shape,
                         role,
                         fan_in,
@@ -316,7 +317,7 @@ fn walk_seq(nodes: &[Node], prefix: &str, mut shape: Shape, v: &mut dyn Visit) -
 }
 
 fn walk_node(node: &Node, prefix: &str, input: Shape, v: &mut dyn Visit) -> Result<Shape, ShapeError> {
-    let path = join(prefix, &node.name);
+    let path = state_dict_path(prefix, &node.name);
     let err = |message: String| ShapeError {
         path: path.clone(),
         kind: node.op.type_name().to_string(),

@@ -1,7 +1,7 @@
 //! The Candle network built from a `ModelDecl`: parameters named as PyTorch's state_dict, BatchNorm with
 //! PyTorch's running statistics, PyTorch's default initialisation, seeded dropout.
 
-use super::decl::{ModelDecl, Node, Op, TensorRole, Window};
+use super::decl::{ModelDecl, Node, Op, TensorRole, Window, state_dict_path};
 use super::ops;
 use crate::rng::Rng;
 use candle_core::{D, DType, Device, Result, Tensor, Var};
@@ -42,14 +42,6 @@ pub struct Net {
     buffers: Mutex<HashMap<String, Tensor>>,
     batches_tracked: Mutex<HashMap<String, i64>>,
     dropout_rng: Mutex<Rng>,
-}
-
-fn join(prefix: &str, name: &str) -> String {
-    match (prefix.is_empty(), name.is_empty()) {
-        (true, _) => name.to_string(),
-        (_, true) => prefix.to_string(),
-        _ => format!("{prefix}.{name}"),
-    }
 }
 
 impl Net {
@@ -175,12 +167,17 @@ impl Net {
                 nodes.get(i + 1).map(|n| &n.op),
                 nodes.get(i + 2).map(|n| &n.op),
             ) {
-                x = self.batch_norm(&x, &join(prefix, &nodes[i].name), mode, Epilogue::ReluMaxPool(*w))?;
+                x = self.batch_norm(
+                    &x,
+                    &state_dict_path(prefix, &nodes[i].name),
+                    mode,
+                    Epilogue::ReluMaxPool(*w),
+                )?;
                 i += 3;
                 continue;
             }
             if let (Op::BatchNorm2d, Some(Op::Relu)) = (&nodes[i].op, nodes.get(i + 1).map(|n| &n.op)) {
-                x = self.batch_norm(&x, &join(prefix, &nodes[i].name), mode, Epilogue::Relu)?;
+                x = self.batch_norm(&x, &state_dict_path(prefix, &nodes[i].name), mode, Epilogue::Relu)?;
                 i += 2;
                 continue;
             }
@@ -191,7 +188,7 @@ impl Net {
     }
 
     fn node(&self, node: &Node, prefix: &str, x: Tensor, mode: Mode, first: &mut bool) -> Result<Tensor> {
-        let path = join(prefix, &node.name);
+        let path = state_dict_path(prefix, &node.name);
         let p = |s: &str| format!("{path}.{s}");
         Ok(match &node.op {
             Op::Conv2d {
@@ -291,7 +288,12 @@ impl Net {
                         Some(s) => self.node(s, &path, x, mode, first)?,
                         None => x,
                     };
-                    return self.batch_norm(&pre, &join(&path, &last.name), mode, Epilogue::AddRelu(&side));
+                    return self.batch_norm(
+                        &pre,
+                        &state_dict_path(&path, &last.name),
+                        mode,
+                        Epilogue::AddRelu(&side),
+                    );
                 }
                 let main = self.seq(body, &path, x.clone(), mode, first)?;
                 let side = match shortcut {

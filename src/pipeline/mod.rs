@@ -1,26 +1,26 @@
-//! Plans and runs each run's stage graph against the cache: a stage whose key is already complete in the
-//! cache is not run again; one that fails stops only its own run.
+//! Runs each run's stage graph against the cache: a stage whose key is already complete in the cache is not
+//! run again; one that fails stops only its own run. What each stage is lives in `stage/`; `plan` says what a
+//! `run` would do; `record` is the per-run index that `report` and `status` read.
 
+pub mod plan;
 pub mod record;
-pub mod stages;
+pub mod stage;
 
-use crate::cache::{Miss, StageDir, StageKey, Store};
-use crate::data::normalize::{NormStats, stats_for};
-use crate::data::split::{Split, split};
-use crate::data::{Dataset, ImageSet, source};
-use crate::model::checkpoint;
-use crate::model::net::Net;
+use crate::cache::{Miss, StageDir, Store};
+use crate::data::error::DataError;
+use crate::data::{Dataset, source};
 use crate::spec::{Pipeline, RunSpec};
-use crate::train::evaluate::{TestMetrics, evaluate};
-use crate::train::trainer::{self, TrainError, TrainJob, TrainOutcome};
+use crate::train::evaluate::TestMetrics;
 use candle_core::Device;
 use record::{RunRecord, RunStatus};
-use serde::{Deserialize, Serialize};
-use stages::StageKeys;
+use stage::{
+    ArtifactError, Compute, DatasetArtifacts, EvaluateArtifacts, Fingerprints, PreparedData, Stage,
+    StageError, StageFailure, StageKeys, TrainArtifacts,
+};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// How to run.
@@ -35,6 +35,17 @@ pub struct Options {
     pub quiet: bool,
     /// Set by Ctrl-C.
     pub interrupt: Arc<AtomicBool>,
+}
+
+impl Options {
+    fn compute(&self) -> Compute<'_> {
+        Compute {
+            device: &self.device,
+            workers: self.workers,
+            quiet: self.quiet,
+            interrupt: self.interrupt.clone(),
+        }
+    }
 }
 
 /// What happened to one stage.
@@ -58,34 +69,7 @@ pub struct RunOutcome {
     /// Final status.
     pub status: RunStatus,
     /// Each stage's outcome, in order.
-    pub stages: Vec<(&'static str, StageOutcome)>,
-}
-
-/// `dataset.json`: what the dataset stage decided.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DatasetInfo {
-    /// Where the images came from.
-    pub source: String,
-    /// Class names.
-    pub class_names: Vec<String>,
-    /// Training images (after the validation split).
-    pub train_images: usize,
-    /// Validation images.
-    pub val_images: usize,
-    /// Test images.
-    pub test_images: usize,
-    /// The normalization mode as written.
-    pub normalize: crate::spec::file::Normalize,
-    /// The statistics used.
-    pub stats: NormStats,
-}
-
-/// Data ready for training and evaluation.
-struct Prepared {
-    train: Arc<ImageSet>,
-    val: Arc<ImageSet>,
-    test: Arc<ImageSet>,
-    info: DatasetInfo,
+    pub stages: Vec<(Stage, StageOutcome)>,
 }
 
 /// Runs stages, keeping loaded datasets between runs of one pipeline.
@@ -93,20 +77,15 @@ pub struct Executor<'a> {
     opts: &'a Options,
     store: Store,
     datasets: HashMap<String, Arc<Dataset>>,
-    fingerprints: HashMap<String, String>,
+    fingerprints: Fingerprints,
 }
 
-fn write_json(dir: &Path, name: &str, v: &impl Serialize) -> Result<(), String> {
-    let p = dir.join(name);
-    std::fs::write(&p, serde_json::to_vec_pretty(v).map_err(|e| e.to_string())?)
-        .map_err(|e| format!("{}: {e}", p.display()))
-}
-
-/// Read a JSON artifact of a complete stage.
-pub fn read_json<T: for<'de> Deserialize<'de>>(dir: &StageDir, name: &str) -> Result<T, String> {
-    let p = dir.file(name);
-    let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
+/// How a stage that was not in the cache at first came to be complete.
+enum Built {
+    /// This process ran it; `Some(message)` when training diverged.
+    Ran(Option<String>),
+    /// Another process completed it while this one waited for the stage's lock.
+    ByOther(StageDir),
 }
 
 impl<'a> Executor<'a> {
@@ -116,48 +95,31 @@ impl<'a> Executor<'a> {
             opts,
             store: Store::new(&opts.out),
             datasets: HashMap::new(),
-            fingerprints: HashMap::new(),
+            fingerprints: Fingerprints::default(),
         }
     }
 
-    /// The stage keys of `run` (computing the data fingerprint once per source).
-    pub fn keys(&mut self, run: &RunSpec) -> Result<StageKeys, String> {
-        let source_id = serde_json::to_string(&(
-            &run.data.dataset,
-            &run.data.root,
-            run.data.train_size,
-            run.data.test_size,
-        ))
-        .unwrap_or_default();
-        let fp = match self.fingerprints.get(&source_id) {
-            Some(f) => f.clone(),
-            None => {
-                let f = source::fingerprint(&run.data).map_err(|e| e.to_string())?;
-                self.fingerprints.insert(source_id, f.clone());
-                f
-            }
-        };
-        Ok(StageKeys::new(run, &fp, crate::device::kind(&self.opts.device)))
+    /// The stage keys of `run` on this executor's device.
+    pub fn keys(&mut self, run: &RunSpec) -> Result<StageKeys, DataError> {
+        stage::stage_keys(
+            run,
+            crate::device::kind(&self.opts.device),
+            &mut self.fingerprints,
+        )
     }
 
-    fn say(&self, run: &str, stage: &str, what: &str) {
+    fn say(&self, run: &str, stage: Stage, what: &str) {
         if !self.opts.quiet {
-            eprintln!("{run}: {stage:<9}{what}");
+            eprintln!("{run}: {:<9}{what}", stage.name());
         }
     }
 
-    fn dataset(&mut self, run: &RunSpec) -> Result<Arc<Dataset>, String> {
-        let id = serde_json::to_string(&(
-            &run.data.dataset,
-            &run.data.root,
-            run.data.train_size,
-            run.data.test_size,
-        ))
-        .unwrap_or_default();
+    fn dataset(&mut self, run: &RunSpec) -> Result<Arc<Dataset>, DataError> {
+        let id = source::source_id(&run.data);
         if let Some(d) = self.datasets.get(&id) {
             return Ok(d.clone());
         }
-        let d = Arc::new(source::load(&run.data, !self.opts.quiet).map_err(|e| e.to_string())?);
+        let d = Arc::new(source::load(&run.data, !self.opts.quiet)?);
         self.datasets.insert(id, d.clone());
         Ok(d)
     }
@@ -177,47 +139,43 @@ impl<'a> Executor<'a> {
     }
 
     fn run_one(&mut self, pipeline: &Pipeline, run: &RunSpec) -> RunOutcome {
-        let mut stages_out: Vec<(&'static str, StageOutcome)> = Vec::new();
-        let keys = match source::ensure_present(&run.data, !self.opts.quiet)
-            .map_err(|e| e.to_string())
-            .and_then(|()| self.keys(run))
-        {
+        let device = crate::device::kind(&self.opts.device);
+        let keys = match source::ensure_present(&run.data, !self.opts.quiet).and_then(|()| self.keys(run)) {
             Ok(k) => k,
             Err(e) => {
-                let status = RunStatus::Failed {
-                    stage: "dataset".into(),
-                    message: e.clone(),
-                };
+                let message = e.to_string();
                 return RunOutcome {
                     name: run.name.clone(),
-                    status,
-                    stages: vec![("dataset", StageOutcome::Failed(e))],
+                    status: RunStatus::Failed {
+                        stage: Stage::Dataset,
+                        message: message.clone(),
+                    },
+                    stages: vec![(Stage::Dataset, StageOutcome::Failed(message))],
                 };
             }
         };
-        // Recorded before any stage runs, so `labpipe clean` run meanwhile keeps this run's entries; a process
-        // that dies leaves it marked as interrupted, which is what it is.
-        let started = RunRecord {
+        let record = |status: RunStatus| RunRecord {
             pipeline_file: pipeline.path.clone(),
             spec: run.clone(),
+            device,
             keys: keys.clone(),
-            status: RunStatus::Interrupted,
+            status,
         };
+        // Recorded before any stage runs, so `labpipe clean` run meanwhile keeps this run's entries; a process
+        // that dies leaves it marked as interrupted, which is what it is.
         if RunRecord::load(&self.opts.out, &run.pipeline, &run.name).is_none_or(|r| r.keys != keys) {
-            let _ = started.save(&self.opts.out);
+            let _ = record(RunStatus::Interrupted).save(&self.opts.out);
         }
         let mut status = RunStatus::Done;
-        let mut prepared: Option<Prepared> = None;
-        for (i, key) in keys.all().into_iter().enumerate() {
-            let stage = stages::STAGES[i];
+        let mut stages_out: Vec<(Stage, StageOutcome)> = Vec::new();
+        let mut prepared: Option<PreparedData> = None;
+        for (stage, key) in keys.iter() {
             if matches!(status, RunStatus::Failed { .. } | RunStatus::Interrupted) {
                 stages_out.push((stage, StageOutcome::Skipped));
                 continue;
             }
             // Ctrl-C during a stage that cannot stop midway: start no further stage.
-            if self.opts.interrupt.load(std::sync::atomic::Ordering::SeqCst)
-                && self.store.lookup(key).is_err()
-            {
+            if self.opts.interrupt.load(Ordering::SeqCst) && self.store.lookup(key).is_err() {
                 self.say(&run.name, stage, "interrupted before it started");
                 stages_out.push((stage, StageOutcome::Skipped));
                 status = RunStatus::Interrupted;
@@ -240,8 +198,7 @@ impl<'a> Executor<'a> {
                 Err(Miss::Absent) => {}
             }
             let started = Instant::now();
-            let result = self.build_stage(stage, key, run, &keys, &mut prepared);
-            match result {
+            match self.build_stage(stage, run, &keys, &mut prepared) {
                 Ok(Built::ByOther(dir)) => {
                     self.say(
                         &run.name,
@@ -256,7 +213,7 @@ impl<'a> Executor<'a> {
                         status = RunStatus::Diverged { message };
                     }
                 }
-                Ok(Built::Ran(extra)) => {
+                Ok(Built::Ran(diverged)) => {
                     let secs = started.elapsed().as_secs_f64();
                     self.say(
                         &run.name,
@@ -264,44 +221,44 @@ impl<'a> Executor<'a> {
                         &format!("ran in {secs:.1}s ({})", &key.key[..8]),
                     );
                     stages_out.push((stage, StageOutcome::Ran(secs)));
-                    if let Some(msg) = extra {
-                        status = RunStatus::Diverged { message: msg };
+                    if let Some(message) = diverged {
+                        status = RunStatus::Diverged { message };
                     }
                 }
-                Err(StageError::Interrupted(msg)) => {
+                Err(e) if e.is_interrupt() => {
+                    let msg = match &e.source {
+                        StageFailure::Train(crate::train::trainer::TrainError::Interrupted {
+                            epochs_done,
+                        }) => {
+                            format!(
+                                "interrupted; {epochs_done} epoch(s) checkpointed, `labpipe run` again resumes"
+                            )
+                        }
+                        other => other.to_string(),
+                    };
                     self.say(&run.name, stage, &msg);
                     stages_out.push((stage, StageOutcome::Failed(msg)));
                     status = RunStatus::Interrupted;
                 }
-                Err(StageError::Failed(msg)) => {
+                Err(e) => {
                     // Nothing half-written stays behind; only training keeps its work directory (to resume).
                     // Under the lock: another process may be building the same key by now.
-                    if stage != "train"
+                    if stage != Stage::Train
                         && let Ok(Some(_lock)) = self.store.try_lock(key)
                     {
                         let _ = std::fs::remove_dir_all(self.store.partial_dir(key));
                     }
-                    self.say(&run.name, stage, &format!("FAILED: {msg}"));
-                    stages_out.push((stage, StageOutcome::Failed(msg.clone())));
-                    status = RunStatus::Failed {
-                        stage: stage.to_string(),
-                        message: msg,
-                    };
+                    let message = e.source.to_string();
+                    self.say(&run.name, stage, &format!("FAILED: {message}"));
+                    stages_out.push((stage, StageOutcome::Failed(message.clone())));
+                    status = RunStatus::Failed { stage, message };
                 }
             }
         }
-        let record = RunRecord {
-            pipeline_file: pipeline.path.clone(),
-            spec: run.clone(),
-            keys,
-            status: status.clone(),
-        };
-        if let Err(e) = record.save(&self.opts.out) {
-            self.say(
-                &run.name,
-                "record",
-                &format!("could not write the run record: {e}"),
-            );
+        if let Err(e) = record(status.clone()).save(&self.opts.out)
+            && !self.opts.quiet
+        {
+            eprintln!("{}: could not write the run record: {e}", run.name);
         }
         RunOutcome {
             name: run.name.clone(),
@@ -310,42 +267,51 @@ impl<'a> Executor<'a> {
         }
     }
 
-    fn prepare(
-        &mut self,
-        run: &RunSpec,
+    /// A complete upstream stage's artifacts.
+    fn upstream<T>(
+        &self,
+        stage: Stage,
         keys: &StageKeys,
-        cache: &mut Option<Prepared>,
-    ) -> Result<(), String> {
-        if cache.is_some() {
-            return Ok(());
-        }
-        let dir = self
-            .store
-            .lookup(&keys.dataset)
-            .map_err(|m| format!("dataset stage unavailable: {m:?}"))?;
-        let info: DatasetInfo = read_json(&dir, "dataset.json")?;
-        let sp: Split = read_json(&dir, "split.json")?;
-        let data = self.dataset(run)?;
-        *cache = Some(Prepared {
-            train: Arc::new(data.train.select(&sp.train)),
-            val: Arc::new(data.train.select(&sp.val)),
-            test: Arc::new(data.test.clone()),
-            info,
-        });
-        Ok(())
+        read: fn(&StageDir) -> Result<T, ArtifactError>,
+    ) -> Result<T, StageFailure> {
+        let key = keys.get(stage);
+        let dir = self.store.lookup(key).map_err(|m| StageFailure::Upstream {
+            key: key.clone(),
+            why: match m {
+                Miss::Absent => "not in the cache".into(),
+                Miss::Corrupt(w) => w,
+            },
+        })?;
+        Ok(read(&dir)?)
     }
 
-    /// Build one stage under its lock; `Built::Ran(Some(msg))` means the run diverged (the stage still
-    /// completed).
-    fn build_stage(
+    /// The run's images cut as its dataset stage decided (complete by the time a later stage asks).
+    fn prepare<'p>(
         &mut self,
-        stage: &str,
-        key: &StageKey,
         run: &RunSpec,
         keys: &StageKeys,
-        prepared: &mut Option<Prepared>,
+        cache: &'p mut Option<PreparedData>,
+    ) -> Result<&'p PreparedData, StageFailure> {
+        let prepared = match cache.take() {
+            Some(p) => p,
+            None => {
+                let artifacts = self.upstream(Stage::Dataset, keys, DatasetArtifacts::read)?;
+                PreparedData::new(&*self.dataset(run)?, artifacts)
+            }
+        };
+        Ok(cache.insert(prepared))
+    }
+
+    /// Build one stage under its lock.
+    fn build_stage(
+        &mut self,
+        stage: Stage,
+        run: &RunSpec,
+        keys: &StageKeys,
+        prepared: &mut Option<PreparedData>,
     ) -> Result<Built, StageError> {
-        let fail = |e: String| StageError::Failed(e);
+        let at = |source: StageFailure| StageError { stage, source };
+        let key = keys.get(stage);
         let lock = self
             .store
             .lock_or_wait(key, || {
@@ -355,166 +321,76 @@ impl<'a> Executor<'a> {
                     "waiting: another labpipe process is building this stage",
                 )
             })
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| at(e.into()))?;
         // Another process may have finished this stage while we waited for the lock.
         if let Ok(dir) = self.store.lookup(key) {
             return Ok(Built::ByOther(dir));
         }
-        let build = self.store.begin(key, lock).map_err(|e| fail(e.to_string()))?;
+        let build = self.store.begin(key, lock).map_err(|e| at(e.into()))?;
         let dir = build.dir().to_path_buf();
         let started = Instant::now();
-        let mut diverged = None;
-        match stage {
-            "dataset" => {
-                let data = self.dataset(run).map_err(fail)?;
-                let val = run.data.val_split.count(data.train.len());
-                if val == 0 || val >= data.train.len() {
-                    return Err(fail(format!(
-                        "data.val_split gives {val} validation images out of {} training images",
-                        data.train.len()
-                    )));
-                }
-                let sp = split(data.train.len(), val, run.train.seed);
-                let stats = stats_for(&run.data.normalize, &data.train, &sp.train);
-                let info = DatasetInfo {
-                    source: source::describe(&run.data),
-                    class_names: data.class_names.clone(),
-                    train_images: sp.train.len(),
-                    val_images: sp.val.len(),
-                    test_images: data.test.len(),
-                    normalize: run.data.normalize.clone(),
-                    stats,
-                };
-                write_json(&dir, "dataset.json", &info).map_err(fail)?;
-                write_json(&dir, "split.json", &sp).map_err(fail)?;
+        let compute = self.opts.compute();
+        let diverged = match stage {
+            Stage::Dataset => {
+                let data = self.dataset(run).map_err(|e| at(e.into()))?;
+                stage::dataset::build(run, &data, &dir).map(|()| None)
             }
-            "model" => {
-                let summary = crate::summary::summarize(&run.decl).map_err(|e| fail(e.to_string()))?;
-                write_json(&dir, "summary.json", &summary).map_err(fail)?;
-                std::fs::write(
-                    dir.join("summary.txt"),
-                    crate::summary::render_seed_text(&summary),
-                )
-                .map_err(|e| fail(e.to_string()))?;
-                crate::summary::diagram::draw_diagram(
-                    &run.decl,
-                    &summary,
-                    &dir.join("diagram.svg"),
-                    &dir.join("diagram.png"),
-                )
-                .map_err(|e| fail(e.to_string()))?;
-                write_json(&dir, "model.json", &run.decl).map_err(fail)?;
-            }
-            "train" => {
-                // The dataset stage's artifacts are complete here (it ran or was cached just before).
-                self.prepare(run, keys, prepared).map_err(fail)?;
-                let p = prepared
-                    .as_ref()
-                    .ok_or_else(|| fail("data not prepared".into()))?;
-                let job = TrainJob {
-                    run,
-                    train: p.train.clone(),
-                    val: p.val.clone(),
-                    stats: p.info.stats,
-                    device: &self.opts.device,
-                    workers: run.data.workers.unwrap_or(self.opts.workers),
-                    work_dir: &dir,
-                    quiet: self.opts.quiet,
-                    interrupt: self.opts.interrupt.clone(),
-                };
-                let outcome = match trainer::train(&job) {
-                    Ok(o) => o,
-                    Err(TrainError::Interrupted { epochs_done }) => {
-                        return Err(StageError::Interrupted(format!(
-                            "interrupted; {epochs_done} epoch(s) checkpointed, `labpipe run` again resumes"
-                        )));
-                    }
-                    Err(e) => return Err(fail(e.to_string())),
-                };
-                write_json(&dir, "history.json", &outcome.history).map_err(fail)?;
-                std::fs::write(dir.join("history.csv"), outcome.history.to_csv())
-                    .map_err(|e| fail(e.to_string()))?;
-                write_json(&dir, "outcome.json", &outcome).map_err(fail)?;
-                write_json(&dir, "config.json", run).map_err(fail)?;
-                trainer::clear_resume_state(&dir);
-                if let Some(d) = &outcome.diverged {
-                    diverged = Some(d.message());
-                }
-            }
-            "evaluate" => {
-                self.prepare(run, keys, prepared).map_err(fail)?;
-                let p = prepared
-                    .as_ref()
-                    .ok_or_else(|| fail("data not prepared".into()))?;
-                let train_dir = self
-                    .store
-                    .lookup(&keys.train)
-                    .map_err(|m| fail(format!("train stage unavailable: {m:?}")))?;
-                let metrics = evaluate_checkpoint(
-                    run,
-                    &train_dir.file(trainer::MODEL_FILE),
-                    p,
-                    &self.opts.device,
-                    self.opts.workers,
-                )
-                .map_err(fail)?;
-                write_json(&dir, "metrics.json", &metrics).map_err(fail)?;
-            }
-            "plot" => {
-                let train_dir = self
-                    .store
-                    .lookup(&keys.train)
-                    .map_err(|m| fail(format!("train stage unavailable: {m:?}")))?;
-                let eval_dir = self
-                    .store
-                    .lookup(&keys.evaluate)
-                    .map_err(|m| fail(format!("evaluate stage unavailable: {m:?}")))?;
-                let outcome: TrainOutcome = read_json(&train_dir, "outcome.json").map_err(fail)?;
-                let metrics: TestMetrics = read_json(&eval_dir, "metrics.json").map_err(fail)?;
-                draw_run_figures(run, &outcome, &metrics, &dir).map_err(fail)?;
-            }
-            other => return Err(fail(format!("unknown stage {other}"))),
+            Stage::Model => stage::model::build(run, &dir).map(|()| None),
+            Stage::Train => self
+                .prepare(run, keys, prepared)
+                .and_then(|data| stage::train::build(run, data, &compute, &dir)),
+            Stage::Evaluate => self
+                .upstream(Stage::Train, keys, TrainArtifacts::read)
+                .and_then(|trained| {
+                    let data = self.prepare(run, keys, prepared)?;
+                    stage::evaluate::build(run, data, &trained, &compute, &dir)
+                })
+                .map(|()| None),
+            Stage::Plot => self
+                .upstream(Stage::Train, keys, TrainArtifacts::read)
+                .and_then(|trained| {
+                    let evaluated = self.upstream(Stage::Evaluate, keys, EvaluateArtifacts::read)?;
+                    stage::plot::build(run, &trained, &evaluated, &dir)
+                })
+                .map(|()| None),
         }
+        .map_err(at)?;
         build
             .commit(started.elapsed().as_secs_f64(), &[])
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| at(e.into()))?;
         Ok(Built::Ran(diverged))
     }
-}
 
-impl Executor<'_> {
-    /// Evaluate `checkpoint` (default: the run's chosen one) on the run's test set; returns the checkpoint path.
+    /// Evaluate `checkpoint` (default: the run's selected one) on the run's test set; returns the checkpoint
+    /// path. Builds the dataset stage when it is missing.
     pub fn evaluate_run(
         &mut self,
         run: &RunSpec,
         checkpoint: Option<&Path>,
-    ) -> Result<(PathBuf, TestMetrics), String> {
-        let keys = self.keys(run)?;
+    ) -> Result<(PathBuf, TestMetrics), StageError> {
+        let at = |stage| move |source: StageFailure| StageError { stage, source };
+        let keys = self.keys(run).map_err(|e| at(Stage::Dataset)(e.into()))?;
         let path = match checkpoint {
             Some(p) => p.to_path_buf(),
-            None => self
-                .store
-                .lookup(&keys.train)
-                .map(|d| d.file(trainer::MODEL_FILE))
-                .map_err(|_| {
-                    format!(
-                        "run `{}` has not been trained yet: run `labpipe run` first, or pass --checkpoint",
-                        run.name
-                    )
-                })?,
+            None => {
+                self.upstream(Stage::Train, &keys, TrainArtifacts::read)
+                    .map_err(|_| {
+                        at(Stage::Train)(StageFailure::NotTrained {
+                            run: run.name.clone(),
+                        })
+                    })?
+                    .model_file
+            }
         };
         if self.store.lookup(&keys.dataset).is_err() {
-            let mut none = None;
-            self.build_stage("dataset", &keys.dataset, run, &keys, &mut none)
-                .map_err(|e| match e {
-                    StageError::Failed(m) | StageError::Interrupted(m) => m,
-                })?;
+            self.build_stage(Stage::Dataset, run, &keys, &mut None)?;
         }
         let mut prepared = None;
-        self.prepare(run, &keys, &mut prepared)?;
-        let p = prepared.as_ref().ok_or("data not prepared")?;
-        let metrics = evaluate_checkpoint(run, &path, p, &self.opts.device, self.opts.workers)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let data = self
+            .prepare(run, &keys, &mut prepared)
+            .map_err(at(Stage::Evaluate))?;
+        let metrics = stage::evaluate::evaluate_checkpoint(run, &path, data, &self.opts.compute())
+            .map_err(at(Stage::Evaluate))?;
         Ok((path, metrics))
     }
 
@@ -524,74 +400,11 @@ impl Executor<'_> {
     }
 }
 
-enum StageError {
-    Failed(String),
-    Interrupted(String),
-}
-
-/// How a stage that was not in the cache at first came to be complete.
-enum Built {
-    /// This process ran it; `Some(message)` when training diverged.
-    Ran(Option<String>),
-    /// Another process completed it while this one waited for the stage's lock.
-    ByOther(StageDir),
-}
-
 /// The divergence message of a complete train stage, if its run diverged.
-fn cached_divergence(stage: &str, dir: &StageDir) -> Option<String> {
-    if stage != "train" {
+fn cached_divergence(stage: Stage, dir: &StageDir) -> Option<String> {
+    if stage != Stage::Train {
         return None;
     }
-    let outcome = read_json::<TrainOutcome>(dir, "outcome.json").ok()?;
-    outcome.diverged.map(|d| d.message())
-}
-
-fn evaluate_checkpoint(
-    run: &RunSpec,
-    path: &Path,
-    p: &Prepared,
-    device: &Device,
-    workers: usize,
-) -> Result<TestMetrics, String> {
-    let net = Net::new(&run.decl, device, run.train.seed).map_err(|e| e.to_string())?;
-    let tensors = checkpoint::load(path, device).map_err(|e| e.to_string())?;
-    net.load_state_dict(&tensors)?;
-    evaluate(
-        &net,
-        &p.test,
-        p.info.stats,
-        &p.info.class_names,
-        run.train.eval_batch_size.unwrap_or(256),
-        workers,
-    )
-    .map_err(|e| e.to_string())
-}
-
-fn draw_run_figures(
-    run: &RunSpec,
-    outcome: &TrainOutcome,
-    metrics: &TestMetrics,
-    dir: &Path,
-) -> Result<(), String> {
-    use crate::report::figures::{CurveMarks, draw_confusion, draw_curves};
-    let title = format!("{} / {}", run.pipeline, run.name);
-    let marks = CurveMarks {
-        selected_epoch: outcome.selected_epoch,
-        stopped_early_at: outcome.stopped_early_at,
-    };
-    draw_curves(
-        &outcome.history,
-        &title,
-        &marks,
-        &dir.join("curves.svg"),
-        &dir.join("curves.png"),
-    )
-    .map_err(|e| e.to_string())?;
-    draw_confusion(
-        metrics,
-        &format!("{title}: test confusion matrix"),
-        &dir.join("confusion.svg"),
-        &dir.join("confusion.png"),
-    )
-    .map_err(|e| e.to_string())
+    let trained = TrainArtifacts::read(dir).ok()?;
+    trained.outcome.diverged.map(|d| d.message())
 }

@@ -1,7 +1,8 @@
 //! `out/runs/<pipeline>/<run>.json`: which stage keys a run's results live under, its status, and the
 //! resolved spec — the index `labpipe report` and `labpipe status` read.
 
-use super::stages::StageKeys;
+use super::stage::{Stage, StageKeys};
+use crate::device::DeviceKind;
 use crate::spec::RunSpec;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ pub enum RunStatus {
     /// A stage failed.
     Failed {
         /// The stage.
-        stage: String,
+        stage: Stage,
         /// The error.
         message: String,
     },
@@ -35,6 +36,9 @@ pub struct RunRecord {
     pub pipeline_file: PathBuf,
     /// The resolved run.
     pub spec: RunSpec,
+    /// The kind of device it was made on (its train and evaluate keys depend on it).
+    #[serde(default)]
+    pub device: DeviceKind,
     /// Its stage keys.
     pub keys: StageKeys,
     /// How it ended.

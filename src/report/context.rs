@@ -4,16 +4,19 @@
 use super::observe::{Observations, observe};
 use crate::cache::Store;
 use crate::data::augment::Augment;
+use crate::data::config::Normalize;
 use crate::model::checkpoint::size_mb;
 use crate::pipeline::record::{RunRecord, RunStatus};
-use crate::pipeline::{DatasetInfo, read_json};
-use crate::spec::file::{Normalize, Select};
+use crate::pipeline::stage::{
+    DatasetArtifacts, DatasetInfo, EvaluateArtifacts, ModelArtifacts, PlotArtifacts, TrainArtifacts,
+};
 use crate::spec::{Pipeline, RunSpec};
 use crate::summary::ModelSummary;
+use crate::train::config::Select;
 use crate::train::evaluate::TestMetrics;
 use crate::train::history::TrainHistory;
+use crate::train::optim::OptimizerKind;
 use crate::train::schedule::{SchedulerConfig, SchedulerKind};
-use crate::train::trainer::{self, TrainOutcome};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -186,11 +189,8 @@ fn schedule_text(s: &SchedulerConfig) -> String {
         }
         _ => format!(
             "{} ({})",
-            serde_json::to_value(s.name)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
-            crate::spec::canonical_json(&serde_json::to_value(s).unwrap_or_default())
+            s.name.as_str(),
+            crate::cache::canonical_json(&serde_json::to_value(s).unwrap_or_default())
         ),
     };
     if let Some(w) = s.warmup_epochs.filter(|w| *w > 0) {
@@ -221,7 +221,7 @@ fn augment_text(a: &Augment) -> String {
         .map(|m| {
             m.iter()
                 .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| format!("{k}={}", crate::spec::canonical_json(v)))
+                .map(|(k, v)| format!("{k}={}", crate::cache::canonical_json(v)))
                 .collect()
         })
         .unwrap_or_default();
@@ -261,21 +261,19 @@ fn select_text(s: Select) -> String {
 }
 
 fn optimizer_text(run: &RunSpec) -> String {
-    let v = serde_json::to_value(&run.train.optimizer).unwrap_or_default();
-    let name = match v.get("name").and_then(Value::as_str) {
-        Some("adam") => "Adam",
-        Some("adamw") => "AdamW",
-        Some("sgd") => "SGD",
-        Some(other) => other,
-        None => "?",
+    let name = match run.train.optimizer.name {
+        OptimizerKind::Adam => "Adam",
+        OptimizerKind::AdamW => "AdamW",
+        OptimizerKind::Sgd => "SGD",
     }
     .to_string();
+    let v = serde_json::to_value(&run.train.optimizer).unwrap_or_default();
     let extras: Vec<String> = v
         .as_object()
         .into_iter()
         .flatten()
         .filter(|(k, v)| *k != "name" && *k != "lr" && !v.is_null())
-        .map(|(k, v)| format!("{k}={}", crate::spec::canonical_json(v)))
+        .map(|(k, v)| format!("{k}={}", crate::cache::canonical_json(v)))
         .collect();
     if extras.is_empty() {
         name
@@ -393,7 +391,7 @@ impl ContextBuilder<'_> {
         };
         std::fs::create_dir_all(&dir).ok()?;
         let title = format!("{pipeline}: {what} — validation curves");
-        super::figures::draw_overlay(
+        crate::figure::draw_overlay(
             &series,
             &title,
             &dir.join(format!("{base}.svg")),
@@ -439,11 +437,14 @@ impl ContextBuilder<'_> {
         };
         let k = &rec.keys;
         if let Ok(d) = store.lookup(&k.dataset) {
-            view.data = read_json(&d, "dataset.json").ok();
+            view.data = DatasetArtifacts::read(&d).ok().map(|a| a.info);
             view.config = config_items(spec, view.data.as_ref());
         }
         if let Ok(d) = store.lookup(&k.model)
-            && let Ok(s) = read_json::<ModelSummary>(&d, "summary.json")
+            && let Ok(ModelArtifacts {
+                summary: s,
+                diagram_png,
+            }) = ModelArtifacts::read(&d)
         {
             view.model = Some(ModelView {
                 class_name: s.class_name.clone(),
@@ -452,29 +453,33 @@ impl ContextBuilder<'_> {
                 params: s.total_params,
                 summary: s,
             });
-            view.figures.diagram = self.link(&d.file("diagram.png"), &spec.pipeline, &spec.name, "diagram");
+            view.figures.diagram = self.link(&diagram_png, &spec.pipeline, &spec.name, "diagram");
         }
         if let Ok(d) = store.lookup(&k.train)
-            && let Ok(o) = read_json::<TrainOutcome>(&d, "outcome.json")
+            && let Ok(TrainArtifacts {
+                outcome: o,
+                model_file,
+                ..
+            }) = TrainArtifacts::read(&d)
         {
             view.observations = observe(&o.history);
             view.selected_epoch = o.selected_epoch;
             view.stopped_early_at = o.stopped_early_at;
             view.train_seconds = Some(o.seconds);
             view.history = Some(o.history);
-            let ck = d.file(trainer::MODEL_FILE);
-            view.checkpoint = size_mb(&ck).ok().map(|mb| CheckpointView {
-                path: ck.to_string_lossy().replace('\\', "/"),
+            view.checkpoint = size_mb(&model_file).ok().map(|mb| CheckpointView {
+                path: model_file.to_string_lossy().replace('\\', "/"),
                 size_mb: mb,
             });
         }
         if let Ok(d) = store.lookup(&k.evaluate) {
-            view.test = read_json(&d, "metrics.json").ok();
+            view.test = EvaluateArtifacts::read(&d).ok().map(|e| e.metrics);
         }
-        if let Ok(d) = store.lookup(&k.plot) {
-            view.figures.curves = self.link(&d.file("curves.png"), &spec.pipeline, &spec.name, "curves");
-            view.figures.confusion =
-                self.link(&d.file("confusion.png"), &spec.pipeline, &spec.name, "confusion");
+        if let Ok(d) = store.lookup(&k.plot)
+            && let Ok(plots) = PlotArtifacts::read(&d)
+        {
+            view.figures.curves = self.link(&plots.curves_png, &spec.pipeline, &spec.name, "curves");
+            view.figures.confusion = self.link(&plots.confusion_png, &spec.pipeline, &spec.name, "confusion");
         }
         view.done = view.test.is_some() && matches!(rec.status, RunStatus::Done | RunStatus::Diverged { .. });
         if !view.done {
@@ -553,7 +558,7 @@ impl ContextBuilder<'_> {
                         changes: s
                             .overrides
                             .iter()
-                            .map(|(k, v)| format!("{k} = {}", crate::spec::canonical_json(v)))
+                            .map(|(k, v)| format!("{k} = {}", crate::cache::canonical_json(v)))
                             .collect(),
                         overlay: self.overlay(&name, &m.experiment, &names, &by_name),
                     });
@@ -576,18 +581,6 @@ impl ContextBuilder<'_> {
             order,
             labpipe_version: env!("CARGO_PKG_VERSION").into(),
         }
-    }
-}
-
-fn label(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Object(m) => m
-            .get("name")
-            .and_then(Value::as_str)
-            .map(String::from)
-            .unwrap_or_else(|| crate::spec::canonical_json(v)),
-        other => other.to_string(),
     }
 }
 
@@ -621,21 +614,29 @@ pub fn comparisons(runs: &[&RunSpec]) -> Vec<Comparison> {
         let mut rows: Vec<String> = Vec::new();
         let mut cols: Vec<String> = Vec::new();
         for (vals, _) in entries {
-            let r = label(&vals[0].1);
+            let r = crate::spec::value_label(&vals[0].1);
             if !rows.contains(&r) {
                 rows.push(r);
             }
-            let c = vals.get(1).map(|v| label(&v.1)).unwrap_or_default();
+            let c = vals
+                .get(1)
+                .map(|v| crate::spec::value_label(&v.1))
+                .unwrap_or_default();
             if !cols.contains(&c) {
                 cols.push(c);
             }
         }
         let mut cells = vec![vec![None; cols.len()]; rows.len()];
         for (vals, run) in entries {
-            let r = rows.iter().position(|x| *x == label(&vals[0].1));
-            let c = cols
+            let r = rows
                 .iter()
-                .position(|x| *x == vals.get(1).map(|v| label(&v.1)).unwrap_or_default());
+                .position(|x| *x == crate::spec::value_label(&vals[0].1));
+            let c = cols.iter().position(|x| {
+                *x == vals
+                    .get(1)
+                    .map(|v| crate::spec::value_label(&v.1))
+                    .unwrap_or_default()
+            });
             if let (Some(r), Some(c)) = (r, c) {
                 cells[r][c] = Some(run.clone());
             }

@@ -1,8 +1,6 @@
 //! The lab report: context from artifacts, observations, figures, template rendering.
 
 pub mod context;
-pub mod figures;
-pub mod font;
 pub mod html;
 pub mod observe;
 pub mod render;

@@ -25,16 +25,14 @@ pub struct TemplateError {
 
 /// `11181642` → `11,181,642`.
 pub fn thousands(v: f64) -> String {
-    let neg = v < 0.0;
-    let s = format!("{:.0}", v.abs());
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
+    // `{:.0}` rounds as the report always has (half to even), then Python's `{:,}` grouping.
+    let whole: u64 = format!("{:.0}", v.abs()).parse().unwrap_or(u64::MAX);
+    let digits = crate::summary::table::thousands(whole);
+    if v < 0.0 && digits != "0" {
+        format!("-{digits}")
+    } else {
+        digits
     }
-    if neg { format!("-{out}") } else { out }
 }
 
 /// `0.8532` → `85.3%` (with `digits` decimals).

@@ -7,10 +7,13 @@ pub mod layers;
 pub mod locate;
 pub mod overrides;
 
+use crate::cache::canonical_json;
+use crate::data::config::{DataSpec, DatasetKind};
 use crate::model::builtins;
 use crate::model::decl::ModelDecl;
+use crate::train::config::TrainSpec;
 use diagnostic::{Diagnostic, closest};
-use file::{Arch, DatasetKind, PipelineFile};
+use file::{Arch, PipelineFile};
 use locate::{LocationIndex, Pos};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -84,13 +87,24 @@ pub struct RunSpec {
     /// Every experiment entry that resolved to this run (several when variants coincide), with matrix axes.
     pub memberships: Vec<Membership>,
     /// Resolved data section.
-    pub data: file::DataSpec,
+    pub data: DataSpec,
     /// Resolved model section.
     pub model: file::ModelSpec,
     /// The model declaration built from it.
     pub decl: ModelDecl,
     /// Resolved train section.
-    pub train: file::TrainSpec,
+    pub train: TrainSpec,
+}
+
+impl RunSpec {
+    /// The run's identity as training records it in checkpoints.
+    pub fn label(&self) -> crate::train::trainer::RunLabel {
+        crate::train::trainer::RunLabel {
+            pipeline: self.pipeline.clone(),
+            name: self.name.clone(),
+            id: self.id.clone(),
+        }
+    }
 }
 
 /// One experiment entry that a run stands for.
@@ -284,9 +298,9 @@ pub fn load_str(path: &Path, text: &str, cli_overrides: &[String]) -> Result<Pip
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Resolved {
-    data: file::DataSpec,
+    data: DataSpec,
     model: file::ModelSpec,
-    train: file::TrainSpec,
+    train: TrainSpec,
 }
 
 struct Ctx<'a> {
@@ -314,26 +328,6 @@ fn content_id(r: &Resolved) -> String {
     blake3::hash(canon.as_bytes()).to_hex()[..12].to_string()
 }
 
-/// JSON with object keys sorted at every level: the same content always gives the same text.
-pub fn canonical_json(v: &Value) -> String {
-    fn sort(v: &Value) -> Value {
-        match v {
-            Value::Object(m) => {
-                let mut keys: Vec<&String> = m.keys().collect();
-                keys.sort();
-                let mut out = serde_json::Map::new();
-                for k in keys {
-                    out.insert(k.clone(), sort(&m[k]));
-                }
-                Value::Object(out)
-            }
-            Value::Array(a) => Value::Array(a.iter().map(sort).collect()),
-            other => other.clone(),
-        }
-    }
-    serde_json::to_string(&sort(v)).unwrap_or_default()
-}
-
 struct Variant {
     name: String,
     experiment: Option<String>,
@@ -342,7 +336,9 @@ struct Variant {
     pos: Option<Pos>,
 }
 
-fn short_value(v: &Value) -> String {
+/// A value as a short label in run names and report tables: a string as is, an object by its `name`, an
+/// empty list as `none`.
+pub fn value_label(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Object(m) => match m.get("name") {
@@ -442,7 +438,7 @@ fn expand_experiments(
                 for combo in combos {
                     let label = combo
                         .iter()
-                        .map(|(k, v)| format!("{}={}", leaf(k), short_value(v)))
+                        .map(|(k, v)| format!("{}={}", leaf(k), value_label(v)))
                         .collect::<Vec<_>>()
                         .join(",");
                     let mut overrides = fixed.clone();
@@ -554,10 +550,7 @@ fn validate(
             "remove it, or use `dataset: cifar10`",
         );
     }
-    let train_len = d.train_size.unwrap_or(match d.dataset {
-        DatasetKind::Synthetic => crate::data::synthetic::DEFAULT_TRAIN,
-        DatasetKind::Cifar10 => 50_000,
-    });
+    let train_len = d.train_size.unwrap_or(d.dataset.default_train_size());
     if d.train_size == Some(0) || d.test_size == Some(0) {
         bad(
             "data.train_size",

@@ -14,9 +14,9 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use self::layout::{Align, Drawing, Prim};
 use super::{Calls, ModelSummary};
+use crate::figure::font;
+use crate::figure::{FigureError, Painting, write_svg_and_png};
 use crate::model::decl::{ModelDecl, ShapeError};
-use crate::report::figures::{FigureError, Painting, write_svg_and_png};
-use crate::report::font;
 
 /// Why the model diagram could not be made.
 #[derive(Debug, thiserror::Error)]

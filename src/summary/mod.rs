@@ -16,7 +16,7 @@
 
 pub mod diagram;
 mod rules;
-mod table;
+pub mod table;
 
 use serde::{Deserialize, Serialize};
 

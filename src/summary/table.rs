@@ -5,7 +5,7 @@ use std::fmt::Write;
 use super::ModelSummary;
 
 /// An integer with comma thousands separators, as Python's `"{:,}".format(n)`.
-pub(crate) fn thousands(n: u64) -> String {
+pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, ch) in digits.chars().enumerate() {

@@ -1,5 +1,6 @@
 //! Training and evaluation: the loop, loss, optimizers, schedules, the recorded history and test metrics.
 
+pub mod config;
 pub mod evaluate;
 pub mod history;
 pub mod loss;

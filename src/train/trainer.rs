@@ -1,18 +1,19 @@
 //! The training loop: epochs of shuffled, augmented batches; validation; checkpoint selection; early
 //! stopping; divergence detection; and a resumable checkpoint at every epoch boundary.
 
+use super::config::{Select, StopMetric, TrainSpec};
 use super::history::{EpochRecord, TrainHistory};
 use super::loss::{correct, cross_entropy};
 use super::optim;
 use super::progress::EpochProgress;
 use crate::data::ImageSet;
+use crate::data::augment::Augment;
 use crate::data::batches::{Batch, BatchPlan, Prefetcher};
 use crate::data::normalize::NormStats;
 use crate::model::checkpoint;
+use crate::model::decl::ModelDecl;
 use crate::model::net::{Mode, Net};
 use crate::rng::Rng;
-use crate::spec::RunSpec;
-use crate::spec::file::{Select, StopMetric};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -96,8 +97,14 @@ pub struct TrainOutcome {
 
 /// Everything the loop needs.
 pub struct TrainJob<'a> {
-    /// The resolved run.
-    pub run: &'a RunSpec,
+    /// Which run this is: names progress lines, errors and the checkpoints' metadata.
+    pub label: &'a RunLabel,
+    /// How to train.
+    pub spec: &'a TrainSpec,
+    /// The network to train.
+    pub decl: &'a ModelDecl,
+    /// Training-time augmentations, in order.
+    pub augment: &'a [Augment],
     /// Training split.
     pub train: Arc<ImageSet>,
     /// Validation split.
@@ -108,18 +115,18 @@ pub struct TrainJob<'a> {
     pub device: &'a Device,
     /// Background data workers.
     pub workers: usize,
-    /// Directory for `model.safetensors`, `last.safetensors` and the resume state (kept across crashes).
+    /// Directory for the resume state (kept across crashes).
     pub work_dir: &'a Path,
+    /// Where the selected epoch's weights go.
+    pub model_file: &'a Path,
+    /// Where the last epoch's weights go.
+    pub last_file: &'a Path,
     /// Suppress progress output.
     pub quiet: bool,
     /// Set by Ctrl-C: stop after the current batch.
     pub interrupt: Arc<AtomicBool>,
 }
 
-/// The selected model's file name in the train stage.
-pub const MODEL_FILE: &str = "model.safetensors";
-/// The last epoch's weights.
-pub const LAST_FILE: &str = "last.safetensors";
 const RESUME_JSON: &str = "resume.json";
 
 /// The tensors of the resume state after `epochs` epochs. Each epoch writes a new file and `resume.json`
@@ -151,15 +158,26 @@ struct ResumeInfo {
     dropout_rng: Rng,
 }
 
+/// The identity of a run as training needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunLabel {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Run name.
+    pub name: String,
+    /// Content ID of the resolved run.
+    pub id: String,
+}
+
 /// Metadata written into every checkpoint's safetensors header.
-pub fn checkpoint_metadata(run: &RunSpec, epoch: usize) -> BTreeMap<String, String> {
+pub fn checkpoint_metadata(label: &RunLabel, decl: &ModelDecl, epoch: usize) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("format".into(), "pt".into()),
         ("labpipe.version".into(), env!("CARGO_PKG_VERSION").into()),
-        ("labpipe.pipeline".into(), run.pipeline.clone()),
-        ("labpipe.run".into(), run.name.clone()),
-        ("labpipe.run_id".into(), run.id.clone()),
-        ("labpipe.model".into(), run.decl.class_name.clone()),
+        ("labpipe.pipeline".into(), label.pipeline.clone()),
+        ("labpipe.run".into(), label.name.clone()),
+        ("labpipe.run_id".into(), label.id.clone()),
+        ("labpipe.model".into(), decl.class_name.clone()),
         ("labpipe.epoch".into(), epoch.to_string()),
     ])
 }
@@ -203,8 +221,8 @@ fn to_tensors(batch: &Batch, device: &Device) -> candle_core::Result<(Tensor, Te
 /// Train `job.run` to completion (or early stop, divergence, interrupt), resuming from `work_dir` if a
 /// previous process left a resumable state there.
 pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
-    let run = job.run;
-    let t = &run.train;
+    let run = job.label;
+    let t = job.spec;
     let terr = |source| TrainError::Tensor {
         run: run.name.clone(),
         source,
@@ -214,7 +232,7 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
         move |source| TrainError::Io { path, source }
     };
     std::fs::create_dir_all(job.work_dir).map_err(io(job.work_dir))?;
-    let net = Net::new(&run.decl, job.device, t.seed).map_err(terr)?;
+    let net = Net::new(job.decl, job.device, t.seed).map_err(terr)?;
     let mut opt = optim::build(
         &t.optimizer.with_momentum(t.scheduler.initial_momentum()),
         net.params(),
@@ -261,7 +279,7 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
     let started = Instant::now();
     let eval_batch = t.eval_batch_size.unwrap_or(256);
     let base_lr = t.optimizer.lr;
-    let augment = Arc::new(run.data.augment.clone());
+    let augment = Arc::new(job.augment.to_vec());
     let mut diverged = None;
     let mut stopped_early_at = info.stopped_early_at;
     // An early stop that was checkpointed but not committed before a crash stays stopped.
@@ -270,13 +288,6 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
     } else {
         t.epochs
     };
-    let classes = run
-        .decl
-        .output_shape()
-        .ok()
-        .and_then(|s| s.first().copied())
-        .unwrap_or(10);
-    let _ = classes;
 
     for epoch in info.epochs_done..end {
         let epoch_start = Instant::now();
@@ -388,15 +399,15 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
             info.best_epoch = Some(record.epoch);
             info.best_metric = metric;
             checkpoint::save(
-                &job.work_dir.join(MODEL_FILE),
+                job.model_file,
                 &state,
-                &checkpoint_metadata(run, record.epoch),
+                &checkpoint_metadata(run, job.decl, record.epoch),
             )?;
         }
         checkpoint::save(
-            &job.work_dir.join(LAST_FILE),
+            job.last_file,
             &state,
-            &checkpoint_metadata(run, record.epoch),
+            &checkpoint_metadata(run, job.decl, record.epoch),
         )?;
 
         if let Some(es) = &t.early_stopping {
@@ -427,7 +438,7 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
         checkpoint::save(
             &job.work_dir.join(&info.state_file),
             &resume,
-            &checkpoint_metadata(run, record.epoch),
+            &checkpoint_metadata(run, job.decl, record.epoch),
         )?;
         let tmp = resume_json.with_extension("json.tmp");
         std::fs::write(&tmp, serde_json::to_vec_pretty(&info).unwrap_or_default()).map_err(io(&tmp))?;
@@ -455,9 +466,9 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
     // A diverged run that never finished an epoch keeps its initial weights as the only checkpoint.
     if info.best_epoch.is_none() {
         checkpoint::save(
-            &job.work_dir.join(MODEL_FILE),
+            job.model_file,
             &net.state_dict().map_err(terr)?,
-            &checkpoint_metadata(run, 0),
+            &checkpoint_metadata(run, job.decl, 0),
         )?;
     }
     Ok(TrainOutcome {
@@ -508,7 +519,7 @@ train:
   early_stopping: {metric: val_loss, patience: 1, min_delta: 10.0}
 ";
 
-    fn job_parts() -> (RunSpec, Arc<ImageSet>, Arc<ImageSet>, NormStats) {
+    fn job_parts() -> (crate::spec::RunSpec, Arc<ImageSet>, Arc<ImageSet>, NormStats) {
         let p = crate::spec::load_str(Path::new("t.yaml"), PIPELINE, &[]).unwrap();
         let run = p.runs[0].clone();
         let data = synthetic::generate(120, 10);
@@ -523,14 +534,20 @@ train:
     fn an_early_stop_that_was_checkpointed_stays_stopped_on_resume() {
         let (run, train_set, val, stats) = job_parts();
         let dir = tempfile::tempdir().unwrap();
+        let label = run.label();
         let job = TrainJob {
-            run: &run,
+            label: &label,
+            spec: &run.train,
+            decl: &run.decl,
+            augment: &run.data.augment,
             train: train_set,
             val,
             stats,
             device: &Device::Cpu,
             workers: 1,
             work_dir: dir.path(),
+            model_file: &dir.path().join("selected-weights.safetensors"),
+            last_file: &dir.path().join("final-weights.safetensors"),
             quiet: true,
             interrupt: Arc::new(AtomicBool::new(false)),
         };
@@ -564,14 +581,20 @@ train:
     fn an_interrupt_stops_after_the_current_batch_with_nothing_checkpointed() {
         let (run, train_set, val, stats) = job_parts();
         let dir = tempfile::tempdir().unwrap();
+        let label = run.label();
         let job = TrainJob {
-            run: &run,
+            label: &label,
+            spec: &run.train,
+            decl: &run.decl,
+            augment: &run.data.augment,
             train: train_set,
             val,
             stats,
             device: &Device::Cpu,
             workers: 1,
             work_dir: dir.path(),
+            model_file: &dir.path().join("selected-weights.safetensors"),
+            last_file: &dir.path().join("final-weights.safetensors"),
             quiet: true,
             interrupt: Arc::new(AtomicBool::new(true)),
         };

@@ -8,8 +8,8 @@
 use plotters::style::{FontDesc, FontFamily, FontStyle};
 
 use super::super::{Call, ModelSummary, table::thousands};
-use crate::model::decl::{ModelDecl, Node, Op};
-use crate::report::font::FAMILY;
+use crate::figure::font::FAMILY;
+use crate::model::decl::{ModelDecl, Node, Op, state_dict_path};
 
 /// Colour as 8-bit RGB.
 pub type Rgb = (u8, u8, u8);
@@ -288,7 +288,7 @@ impl Builder<'_> {
     }
 
     fn node(&mut self, node: &Node, prefix: &str, frame: &str, narrow: bool) -> Vec<Item> {
-        let path = join(prefix, &node.name);
+        let path = state_dict_path(prefix, &node.name);
         match &node.op {
             Op::Sequential(children) => {
                 let items = children
@@ -313,7 +313,7 @@ impl Builder<'_> {
                 let shortcut = shortcut.as_ref().map(|s| match &s.op {
                     // The projection's own Sequential is drawn as the lane, not as another frame.
                     Op::Sequential(children) => {
-                        let inner = join(&path, &s.name);
+                        let inner = state_dict_path(&path, &s.name);
                         children
                             .iter()
                             .flat_map(|c| self.node(c, &inner, &path, true))
@@ -358,14 +358,6 @@ impl Builder<'_> {
                 })]
             }
         }
-    }
-}
-
-fn join(prefix: &str, name: &str) -> String {
-    match (prefix.is_empty(), name.is_empty()) {
-        (true, _) => name.to_string(),
-        (_, true) => prefix.to_string(),
-        _ => format!("{prefix}.{name}"),
     }
 }
 

@@ -3,7 +3,7 @@
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use crate::report::font;
+use crate::figure::font;
 
 /// matplotlib's "tab10" cycle, so runs get the colours readers know from matplotlib figures.
 pub const TAB10: [RGBColor; 10] = [

@@ -1,5 +1,5 @@
-//! The training figures of the lab report: loss/accuracy curves of one run, validation curves of several runs
-//! overlaid, and the test confusion matrix.
+//! Drawing, shared by the plot stage, the model summary (diagram) and the report: loss/accuracy curves of one
+//! run, validation curves of several runs overlaid, the test confusion matrix, and the embedded font.
 //!
 //! Every figure is painted once per backend from the same inputs with the embedded font, so the SVG and the
 //! PNG show the same picture and the same input always gives the same bytes. `write_svg_and_png` is the one
@@ -13,6 +13,7 @@
 mod bitmap;
 mod confusion;
 mod curves;
+pub mod font;
 mod legend;
 mod panel;
 mod style;

@@ -141,7 +141,7 @@ pub fn rasterize(font: &FontRef<'_>, size: f64, text: &str, h: HPos, v: VPos) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::font;
+    use crate::figure::font;
 
     fn face() -> &'static FontRef<'static> {
         font::face().expect("embedded font parses")

@@ -280,7 +280,7 @@ impl Painting for TwoPanels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::figures::testing::{has_text, names_in, paths, read_checked};
+    use crate::figure::testing::{has_text, names_in, paths, read_checked};
     use crate::train::history::EpochRecord;
 
     /// A plausible 80-epoch run: loss falls and accuracy rises with a little deterministic wobble.

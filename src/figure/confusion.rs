@@ -11,7 +11,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::style::{self, INK, MUTED};
 use super::{FigureError, Painting, write_svg_and_png};
-use crate::report::font;
+use crate::figure::font;
 use crate::train::evaluate::TestMetrics;
 
 /// Draw `metrics.confusion` as a heat map with counts, class names on both axes, to `svg` and `png`.
@@ -325,7 +325,7 @@ impl Painting for Heatmap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::figures::testing::{has_text, names_in, paths, read_checked, text_count};
+    use crate::figure::testing::{has_text, names_in, paths, read_checked, text_count};
 
     const CIFAR: [&str; 10] = [
         "airplane",

@@ -10,7 +10,7 @@ use plotters::style::FontTransform;
 use plotters_backend::{BackendColor, BackendCoord, BackendStyle, BackendTextStyle, DrawingErrorKind};
 
 use super::typeset;
-use crate::report::font;
+use crate::figure::font;
 
 /// `BitMapBackend` drawing text in the embedded font with correct glyph placement.
 pub struct TypesetBitMap<'a> {
@@ -156,7 +156,7 @@ mod tests {
         {
             let backend = TypesetBitMap::new(BitMapBackend::with_buffer(&mut buf, SIZE));
             let area = backend.into_drawing_area();
-            let style = crate::report::figures::style::text(15.0, false, &BLACK)
+            let style = crate::figure::style::text(15.0, false, &BLACK)
                 .pos(Pos::new(HPos::Center, VPos::Center))
                 .transform(transform);
             area.draw_text(text, &style, at).unwrap();
@@ -207,7 +207,7 @@ mod tests {
     fn measuring_matches_plotters_so_layouts_agree_with_the_svg() {
         let mut buf = vec![255u8; (SIZE.0 * SIZE.1 * 3) as usize];
         let backend = TypesetBitMap::new(BitMapBackend::with_buffer(&mut buf, SIZE));
-        let style = crate::report::figures::style::text(13.0, false, &BLACK);
+        let style = crate::figure::style::text(13.0, false, &BLACK);
         let mut svg = String::new();
         let svg_backend = SVGBackend::with_string(&mut svg, SIZE);
         for text in ["validation", "selected checkpoint, epoch 37", "automobile"] {

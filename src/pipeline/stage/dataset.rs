@@ -1,0 +1,115 @@
+//! The dataset stage: load the data, draw the validation split with the seed, compute the normalization
+//! statistics. Writes `dataset.json` (what was decided) and `split.json` (the indices).
+
+use super::artifact::{ArtifactError, StageFailure, read_json, write_json};
+use crate::cache::StageDir;
+use crate::cache::key::{Seg, SpecDiff};
+use crate::data::config::Normalize;
+use crate::data::normalize::{NormStats, stats_for};
+use crate::data::split::{Split, split};
+use crate::data::{Dataset, source};
+use crate::spec::RunSpec;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::path::Path;
+
+/// The stage's name.
+pub const NAME: &str = "dataset";
+const INFO: &str = "dataset.json";
+const SPLIT: &str = "split.json";
+/// The files a complete build holds.
+pub const FILES: &[&str] = &[INFO, SPLIT];
+
+/// `dataset.json`: what the dataset stage decided.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetInfo {
+    /// Where the images came from.
+    pub source: String,
+    /// Class names.
+    pub class_names: Vec<String>,
+    /// Training images (after the validation split).
+    pub train_images: usize,
+    /// Validation images.
+    pub val_images: usize,
+    /// Test images.
+    pub test_images: usize,
+    /// The normalization mode as written.
+    pub normalize: Normalize,
+    /// The statistics used.
+    pub stats: NormStats,
+}
+
+/// A complete dataset stage, read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetArtifacts {
+    /// What was decided.
+    pub info: DatasetInfo,
+    /// Which training images validate.
+    pub split: Split,
+}
+
+impl DatasetArtifacts {
+    /// Read the artifacts of a complete dataset stage.
+    pub fn read(dir: &StageDir) -> Result<Self, ArtifactError> {
+        Ok(DatasetArtifacts {
+            info: read_json(&dir.path, INFO)?,
+            split: read_json(&dir.path, SPLIT)?,
+        })
+    }
+}
+
+/// What the dataset stage's key hashes.
+pub(crate) fn key_input(run: &RunSpec, fingerprint: &str) -> Value {
+    let d = &run.data;
+    json!({
+        "dataset": d.dataset,
+        "source": fingerprint,
+        "train_size": d.train_size,
+        "test_size": d.test_size,
+        "val_split": d.val_split,
+        "normalize": d.normalize,
+        "seed": run.train.seed,
+    })
+}
+
+/// Where a dataset key field comes from in the pipeline file.
+pub(crate) fn user_path(path: &[Seg]) -> String {
+    match Seg::first_key(path) {
+        Some("seed") => "train.seed (it also draws the validation split)".into(),
+        Some("source") => "the input data (its files or size)".into(),
+        _ => Seg::join("data", path),
+    }
+}
+
+/// The fingerprint follows the dataset's kind and size: name it only when nothing written changed.
+pub(crate) fn drop_implied_source_change(diffs: &mut Vec<SpecDiff>) {
+    let top = |d: &SpecDiff| Seg::first_key(&d.0).unwrap_or_default().to_string();
+    if diffs
+        .iter()
+        .any(|d| ["dataset", "train_size", "test_size"].contains(&top(d).as_str()))
+    {
+        diffs.retain(|d| top(d) != "source");
+    }
+}
+
+/// Build the stage into `dir` from the loaded `data`.
+pub(crate) fn build(run: &RunSpec, data: &Dataset, dir: &Path) -> Result<(), StageFailure> {
+    let train = data.train.len();
+    let val = run.data.val_split.count(train);
+    if val == 0 || val >= train {
+        return Err(StageFailure::ValSplit { val, train });
+    }
+    let sp = split(train, val, run.train.seed);
+    let stats = stats_for(&run.data.normalize, &data.train, &sp.train);
+    let info = DatasetInfo {
+        source: source::describe(&run.data),
+        class_names: data.class_names.clone(),
+        train_images: sp.train.len(),
+        val_images: sp.val.len(),
+        test_images: data.test.len(),
+        normalize: run.data.normalize.clone(),
+        stats,
+    };
+    write_json(dir, INFO, &info)?;
+    write_json(dir, SPLIT, &sp)
+}
