@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// A shape without the batch dimension: `[C, H, W]` for images, `[F]` for features.
 pub type Shape = Vec<usize>;
 
-/// Window geometry of a pooling layer.
+/// Window geometry of a pooling layer, used as is by the pooling ops (ops/max_pool.rs adds their geometry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Window {
     /// Square window side.

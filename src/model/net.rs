@@ -348,11 +348,7 @@ impl Net {
                     Epilogue::None => ops::EvalEpilogue::None,
                     Epilogue::Relu => ops::EvalEpilogue::Relu,
                     Epilogue::AddRelu(r) => ops::EvalEpilogue::AddRelu(r),
-                    Epilogue::ReluMaxPool(w) => ops::EvalEpilogue::ReluMaxPool(ops::max_pool::PoolWindow {
-                        kernel: w.kernel,
-                        stride: w.stride,
-                        padding: w.padding,
-                    }),
+                    Epilogue::ReluMaxPool(w) => ops::EvalEpilogue::ReluMaxPool(w),
                 };
                 ops::batch_norm_eval(x, weight, bias, &rm, &rv, BN_EPS, epilogue)
             }
