@@ -4,7 +4,7 @@
 use super::decl::{ModelDecl, Node, Op, TensorRole, Window};
 use super::ops;
 use crate::rng::Rng;
-use candle_core::{D, DType, Device, Result, Tensor, Var};
+use candle_core::{DType, Device, Result, Tensor, Var};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -229,14 +229,7 @@ impl Net {
                     avg_pool_overlapping(&x, w.kernel, w.stride)?
                 }
             }
-            Op::AdaptiveAvgPool2d { output } => {
-                let (_, _, h, w) = x.dims4()?;
-                if *output == 1 {
-                    x.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)?
-                } else {
-                    x.avg_pool2d_with_stride((h / output, w / output), (h / output, w / output))?
-                }
-            }
+            Op::AdaptiveAvgPool2d { output } => ops::adaptive_avg_pool2d(&x, *output)?,
             Op::Dropout { p: prob } => match mode {
                 Mode::Eval => x,
                 Mode::Train if *prob == 0.0 => x,
