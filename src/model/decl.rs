@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// A shape without the batch dimension: `[C, H, W]` for images, `[F]` for features.
 pub type Shape = Vec<usize>;
 
-/// Window geometry of a pooling layer.
+/// Window geometry of a pooling layer, used as is by the pooling ops (ops/max_pool.rs adds their geometry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Window {
     /// Square window side.
@@ -380,9 +380,10 @@ fn walk_node(node: &Node, prefix: &str, input: Shape, v: &mut dyn Visit) -> Resu
         }
         Op::AdaptiveAvgPool2d { output } => {
             let (c, h, w) = need_image(&input)?;
-            if *output == 0 || h % output != 0 || w % output != 0 {
+            // Any size works, as in PyTorch: windows that do not tile the input overlap or repeat inputs.
+            if *output == 0 || h == 0 || w == 0 {
                 return Err(err(format!(
-                    "output {output}×{output} must divide the input's spatial size in {}",
+                    "output {output}×{output} and the input's spatial size in {} must be at least 1",
                     fmt_shape(&input)
                 )));
             }
@@ -445,4 +446,27 @@ pub fn fmt_shape(s: &Shape) -> String {
         "[{}]",
         s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pooled_to(input: Shape, output: usize) -> Result<Shape, ShapeError> {
+        ModelDecl {
+            class_name: "Pool".into(),
+            input,
+            layers: vec![Node::new("gap", Op::AdaptiveAvgPool2d { output })],
+        }
+        .output_shape()
+    }
+
+    #[test]
+    fn adaptive_pool_takes_any_output_size_as_pytorch_does() {
+        assert_eq!(pooled_to(vec![4, 8, 8], 7), Ok(vec![4, 7, 7]));
+        assert_eq!(pooled_to(vec![2, 5, 5], 3), Ok(vec![2, 3, 3]));
+        assert_eq!(pooled_to(vec![2, 3, 3], 5), Ok(vec![2, 5, 5]));
+        assert!(pooled_to(vec![4, 8, 8], 0).is_err());
+        assert!(pooled_to(vec![16], 2).is_err());
+    }
 }

@@ -4,7 +4,7 @@
 use super::decl::{ModelDecl, Node, Op, TensorRole, Window, state_dict_path};
 use super::ops;
 use crate::rng::Rng;
-use candle_core::{D, DType, Device, Result, Tensor, Var};
+use candle_core::{DType, Device, Result, Tensor, Var};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -226,14 +226,7 @@ impl Net {
                     avg_pool_overlapping(&x, w.kernel, w.stride)?
                 }
             }
-            Op::AdaptiveAvgPool2d { output } => {
-                let (_, _, h, w) = x.dims4()?;
-                if *output == 1 {
-                    x.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)?
-                } else {
-                    x.avg_pool2d_with_stride((h / output, w / output), (h / output, w / output))?
-                }
-            }
+            Op::AdaptiveAvgPool2d { output } => ops::adaptive_avg_pool2d(&x, *output)?,
             Op::Dropout { p: prob } => match mode {
                 Mode::Eval => x,
                 Mode::Train if *prob == 0.0 => x,
@@ -350,11 +343,7 @@ impl Net {
                     Epilogue::None => ops::EvalEpilogue::None,
                     Epilogue::Relu => ops::EvalEpilogue::Relu,
                     Epilogue::AddRelu(r) => ops::EvalEpilogue::AddRelu(r),
-                    Epilogue::ReluMaxPool(w) => ops::EvalEpilogue::ReluMaxPool(ops::max_pool::PoolWindow {
-                        kernel: w.kernel,
-                        stride: w.stride,
-                        padding: w.padding,
-                    }),
+                    Epilogue::ReluMaxPool(w) => ops::EvalEpilogue::ReluMaxPool(w),
                 };
                 ops::batch_norm_eval(x, weight, bias, &rm, &rv, BN_EPS, epilogue)
             }

@@ -90,7 +90,8 @@ pub(super) fn count(op: &Op, input: &Shape, output: &Shape) -> Counts {
             ..zero
         },
         Op::AdaptiveAvgPool2d { output: side } => {
-            // thop: int((prod(in_spatial / out_spatial) + 1) * y.numel()), computed in float64.
+            // thop: int((prod(in_spatial / out_spatial) + 1) * y.numel()), computed in float64; a size that
+            // does not divide the input gives a fractional kernel (8 → 7: (8/7)²), not PyTorch's windows.
             let o = *side as f64;
             let kernel: f64 = input.iter().skip(1).map(|&d| d as f64 / o).product();
             Counts {
@@ -112,7 +113,9 @@ pub(super) fn count(op: &Op, input: &Shape, output: &Shape) -> Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::decl::Window;
+    use crate::model::decl::{ModelDecl, Window};
+    use crate::spec::layers::{LayerSpec, to_nodes};
+    use crate::summary::{render_seed_text, summarize};
 
     #[test]
     fn conv_with_bias_counts_bias_in_params_but_not_in_thop_macs() {
@@ -136,6 +139,48 @@ mod tests {
         let op = Op::AdaptiveAvgPool2d { output: 2 };
         // kernel 4×4 = 16 inputs per output, plus one division: 17 × 128.
         assert_eq!(count(&op, &vec![32, 8, 8], &vec![32, 2, 2]).thop_macs, 17 * 128);
+        let op = Op::AdaptiveAvgPool2d { output: 7 };
+        // int(((8/7)² + 1) · 196) = int(451.99...).
+        assert_eq!(count(&op, &vec![4, 8, 8], &vec![4, 7, 7]).thop_macs, 451);
+    }
+
+    /// A `layers:` model pooling 8×8 to 7×7 and 5×5 to 3×3 against torchsummary 1.5.1, thop 0.1.1 and
+    /// torchinfo 1.8 (tests/fixtures/adaptive_pool, made by scripts/fixtures/adaptive_pool_fixtures.py).
+    #[test]
+    fn adaptive_avg_pool_to_a_non_dividing_size_matches_pytorch() {
+        let yaml = "- conv2d: {out_channels: 4, kernel: 3, padding: 1}
+- relu
+- adaptive_avg_pool2d: {output: 7}
+- conv2d: {out_channels: 6, kernel: 3}
+- adaptive_avg_pool2d: {output: 3}
+- flatten
+- linear: {out_features: 10}
+";
+        let specs: Vec<LayerSpec> = serde_saphyr::from_str(yaml).expect("layers parse");
+        let decl = ModelDecl {
+            class_name: "Sequential".into(),
+            input: vec![3, 8, 8],
+            layers: to_nodes(&specs, "", &|_| None).expect("valid layers"),
+        };
+        let s = summarize(&decl).expect("8×8 → 7×7 is a valid pooling");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/adaptive_pool");
+        let text = std::fs::read_to_string(dir.join("summary.txt")).expect("summary.txt");
+        assert_eq!(render_seed_text(&s), text);
+        #[derive(serde::Deserialize)]
+        struct Counts {
+            thop_macs: u64,
+            thop_params: u64,
+            thop_per_layer: Vec<(String, u64)>,
+            torchinfo_mult_adds: u64,
+        }
+        let json = std::fs::read_to_string(dir.join("counts.json")).expect("counts.json");
+        let r: Counts = serde_json::from_str(&json).expect("counts.json parses");
+        assert_eq!(s.flops.thop_macs, r.thop_macs);
+        assert_eq!(s.flops.thop_params, r.thop_params);
+        assert_eq!(s.flops.per_layer, r.thop_per_layer);
+        assert_eq!(s.flops.torchinfo_mult_adds, r.torchinfo_mult_adds);
+        // thop divides the sizes in float64 rather than using PyTorch's windows: (8/7)² + 1 per output.
+        assert_eq!(s.flops.kind("AdaptiveAvgPool2d"), 451 + 204);
     }
 
     #[test]

@@ -15,7 +15,8 @@ use std::cell::RefCell;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, Var, bail};
 
 use super::cpu_data::{contiguous_f32, is_cpu_f32, par_filled, with_scratch};
-use super::max_pool::{PoolWindow, max_pool2d, pool_plane};
+use super::max_pool::{max_pool2d, pool_plane};
+use crate::model::decl::Window;
 
 /// What follows the normalization in [`batch_norm_eval`].
 #[derive(Debug, Clone, Copy)]
@@ -27,7 +28,7 @@ pub enum EvalEpilogue<'a> {
     /// `relu(bn(x) + residual)`, `residual` shaped as `x`: the end of a ResNet BasicBlock.
     AddRelu(&'a Tensor),
     /// `max_pool2d(relu(bn(x)))` with this window: a SimpleCNN block's tail.
-    ReluMaxPool(PoolWindow),
+    ReluMaxPool(Window),
 }
 
 /// Normalize `x` `[N, C, ...]` with running statistics, `(x − running_mean)·weight/√(running_var + eps)
@@ -137,7 +138,7 @@ enum Kind {
     None,
     Relu,
     AddRelu,
-    ReluMaxPool(PoolWindow),
+    ReluMaxPool(Window),
 }
 
 /// The CPU op over (x, [scale; shift] `[2, C]`) or (x, [scale; shift], residual).
@@ -329,12 +330,7 @@ mod tests {
     }
 
     /// Output and the gradients of Σ out·g for (x, weight, bias, residual), fused or composed.
-    fn run(
-        dims: &[usize],
-        epilogue: &str,
-        window: PoolWindow,
-        force_composed: bool,
-    ) -> Result<Vec<Vec<f32>>> {
+    fn run(dims: &[usize], epilogue: &str, window: Window, force_composed: bool) -> Result<Vec<Vec<f32>>> {
         let dev = Device::Cpu;
         let c = dims[1];
         let len: usize = dims.iter().product();
@@ -363,17 +359,17 @@ mod tests {
     #[test]
     fn fused_equals_the_composition_for_every_epilogue_and_odd_shape() -> Result<()> {
         let windows = [
-            PoolWindow {
+            Window {
                 kernel: 2,
                 stride: 2,
                 padding: 0,
             },
-            PoolWindow {
+            Window {
                 kernel: 3,
                 stride: 2,
                 padding: 1,
             },
-            PoolWindow {
+            Window {
                 kernel: 3,
                 stride: 1,
                 padding: 1,

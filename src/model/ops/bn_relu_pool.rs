@@ -12,7 +12,8 @@ use rayon::prelude::*;
 
 use super::batch_norm::{Stats, batch_norm_relu_train, check_shapes, ncl};
 use super::cpu_data::{CpuF32, contiguous_f32, is_cpu_f32, par_filled, par_filled2, with_scratch};
-use super::max_pool::{PoolWindow, max_pool2d, pool_plane};
+use super::max_pool::{max_pool2d, pool_plane};
+use crate::model::decl::Window;
 
 /// `max_pool2d(relu(batch_norm(x)))` for `x` `[N, C, H, W]` in training mode: returns (pooled output,
 /// batch mean `[C]`, biased batch variance `[C]`), the statistics detached, exactly as
@@ -28,7 +29,7 @@ pub fn batch_norm_relu_max_pool_train(
 ) -> Result<(Tensor, Tensor, Tensor)> {
     check_shapes(x, weight, bias)?;
     let (_, _, h, w) = x.dims4()?;
-    let window = PoolWindow {
+    let window = Window {
         kernel,
         stride,
         padding,
@@ -63,7 +64,7 @@ struct ForwardState {
 
 struct BnReluPool {
     eps: f64,
-    window: PoolWindow,
+    window: Window,
     state: Arc<OnceLock<ForwardState>>,
 }
 

@@ -10,19 +10,10 @@ use std::sync::OnceLock;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, bail};
 
 use super::cpu_data::{contiguous_f32, is_cpu_f32, par_filled, par_filled2, with_f32, with_scratch};
+use crate::model::decl::Window;
 
-/// A square pooling window: its size, step and implicit −∞ border.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolWindow {
-    /// Window side length.
-    pub kernel: usize,
-    /// Step between windows.
-    pub stride: usize,
-    /// Border added on every side, acting as −∞.
-    pub padding: usize,
-}
-
-impl PoolWindow {
+// The model's pooling window, with the geometry this op needs; its padding acts as −∞ here.
+impl Window {
     /// Check the window against PyTorch's rules (padding at most half the kernel) for an input `h`×`w`.
     pub(crate) fn validate(&self, h: usize, w: usize) -> Result<()> {
         if self.kernel == 0 || self.stride == 0 {
@@ -78,7 +69,7 @@ impl PoolWindow {
 /// Max-pool `x` `[N, C, H, W]` with a square window; padding acts as −∞ (PyTorch's `MaxPool2d`).
 pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
-    let window = PoolWindow {
+    let window = Window {
         kernel,
         stride,
         padding,
@@ -101,7 +92,7 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> R
 /// The CPU op; `argmax` holds, per output element, the flat index within its `H×W` plane of the input
 /// element it took (what the backward routes the gradient to).
 struct MaxPool2d {
-    window: PoolWindow,
+    window: Window,
     argmax: OnceLock<Vec<u32>>,
 }
 
@@ -152,14 +143,7 @@ impl CustomOp1 for MaxPool2d {
 /// `stride` phases (`phase[r][j] = row[j·stride + r]`), so every tap reads a contiguous run and the
 /// compare-and-select over the output row vectorizes. (Looping window by window instead is 4–10×
 /// slower: short loops and a mispredicted branch per element.)
-pub(crate) fn pool_plane(
-    x: &[f32],
-    h: usize,
-    w: usize,
-    window: PoolWindow,
-    out: &mut [f32],
-    argmax: &mut [u32],
-) {
+pub(crate) fn pool_plane(x: &[f32], h: usize, w: usize, window: Window, out: &mut [f32], argmax: &mut [u32]) {
     let ow = window.out_len(w);
     let (s, pad) = (window.stride, window.padding);
     let pw = w.div_ceil(s);
@@ -232,7 +216,7 @@ fn select_max(src: &[f32], best: &mut [f32], at: &mut [u32], first: u32, step: u
 
 /// The same pooling from Candle ops (for CUDA/Metal and non-f32 types): pad with −∞, stack the k² strided
 /// views on a new last axis, and gather at their argmax, so autograd sends the gradient to the first maximum.
-fn max_pool2d_composed(x: &Tensor, window: PoolWindow) -> Result<Tensor> {
+fn max_pool2d_composed(x: &Tensor, window: Window) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
     let (oh, ow) = (window.out_len(h), window.out_len(w));
     let x = pad_neg_inf(x, 2, window, oh)?;
@@ -257,7 +241,7 @@ fn max_pool2d_composed(x: &Tensor, window: PoolWindow) -> Result<Tensor> {
 
 /// Pad axis `dim` with −∞ so exactly the `out` windows fit: `padding` before, whatever the last window
 /// needs after (cropping input rows no window reaches, as floor-mode pooling ignores them).
-fn pad_neg_inf(x: &Tensor, dim: usize, window: PoolWindow, out: usize) -> Result<Tensor> {
+fn pad_neg_inf(x: &Tensor, dim: usize, window: Window, out: usize) -> Result<Tensor> {
     let len = x.dim(dim)?;
     let needed = (out - 1) * window.stride + window.kernel;
     let kept = len.min(needed - window.padding);
@@ -291,11 +275,7 @@ mod tests {
     use candle_core::{Device, Var};
 
     /// A straightforward per-window reference over an explicitly −∞-padded plane.
-    fn naive_forward(
-        x: &[f32],
-        dims: (usize, usize, usize, usize),
-        win: PoolWindow,
-    ) -> (Vec<f32>, Vec<usize>) {
+    fn naive_forward(x: &[f32], dims: (usize, usize, usize, usize), win: Window) -> (Vec<f32>, Vec<usize>) {
         let (n, c, h, w) = dims;
         let (oh, ow) = (win.out_len(h), win.out_len(w));
         let (mut out, mut at) = (Vec::new(), Vec::new());
@@ -345,9 +325,9 @@ mod tests {
         (0..len).map(|_| rng.next_f32() * 2.0 - 1.0).collect()
     }
 
-    const CASES: [(PoolWindow, (usize, usize, usize, usize)); 7] = [
+    const CASES: [(Window, (usize, usize, usize, usize)); 7] = [
         (
-            PoolWindow {
+            Window {
                 kernel: 4,
                 stride: 3,
                 padding: 2,
@@ -355,7 +335,7 @@ mod tests {
             (1, 2, 11, 10),
         ),
         (
-            PoolWindow {
+            Window {
                 kernel: 3,
                 stride: 2,
                 padding: 1,
@@ -363,7 +343,7 @@ mod tests {
             (2, 2, 7, 9),
         ),
         (
-            PoolWindow {
+            Window {
                 kernel: 3,
                 stride: 2,
                 padding: 1,
@@ -371,7 +351,7 @@ mod tests {
             (2, 3, 9, 8),
         ),
         (
-            PoolWindow {
+            Window {
                 kernel: 2,
                 stride: 2,
                 padding: 0,
@@ -379,7 +359,7 @@ mod tests {
             (2, 3, 8, 7),
         ),
         (
-            PoolWindow {
+            Window {
                 kernel: 3,
                 stride: 1,
                 padding: 0,
@@ -387,7 +367,7 @@ mod tests {
             (1, 4, 6, 5),
         ),
         (
-            PoolWindow {
+            Window {
                 kernel: 3,
                 stride: 1,
                 padding: 1,
@@ -395,7 +375,7 @@ mod tests {
             (2, 2, 5, 6),
         ),
         (
-            PoolWindow {
+            Window {
                 kernel: 3,
                 stride: 2,
                 padding: 1,

@@ -5,11 +5,11 @@ use std::sync::OnceLock;
 
 use candle_core::{CpuStorage, CudaStorage, CustomOp1, Layout, Result, Shape, Tensor, bail};
 
-use super::max_pool::PoolWindow;
 use crate::cuda::{self, PoolGeometry};
+use crate::model::decl::Window;
 
 /// Max-pool `x` `[N, C, H, W]` (f32, CUDA) with the CPU op's exact semantics.
-pub(super) fn max_pool2d_cuda(x: &Tensor, window: PoolWindow) -> Result<Tensor> {
+pub(super) fn max_pool2d_cuda(x: &Tensor, window: Window) -> Result<Tensor> {
     x.contiguous()?.apply_op1(MaxPool2dCuda {
         window,
         argmax: OnceLock::new(),
@@ -17,7 +17,7 @@ pub(super) fn max_pool2d_cuda(x: &Tensor, window: PoolWindow) -> Result<Tensor> 
 }
 
 struct MaxPool2dCuda {
-    window: PoolWindow,
+    window: Window,
     /// Per output element, the flat index in its input plane of the element it took (a u32 tensor).
     argmax: OnceLock<Tensor>,
 }

@@ -1,5 +1,6 @@
 //! Tensor operations labpipe implements itself, each with an exact backward.
 
+pub mod adaptive_avg_pool;
 pub mod batch_norm;
 #[cfg(feature = "cuda")]
 mod batch_norm_cuda;
@@ -12,6 +13,7 @@ pub mod max_pool;
 #[cfg(feature = "cuda")]
 mod max_pool_cuda;
 
+pub use adaptive_avg_pool::adaptive_avg_pool2d;
 pub use batch_norm::{batch_norm_add_relu_train, batch_norm_relu_train, batch_norm_train};
 pub use batch_norm_eval::{EvalEpilogue, batch_norm_eval};
 pub use bn_relu_pool::batch_norm_relu_max_pool_train;

@@ -3,7 +3,8 @@
 
 use candle_core::{CpuStorage, CudaStorage, InplaceOp2, Layout, Result, Tensor, bail};
 
-use super::{AdamF32, AdamScalars, Buffer, SgdScalars, Slot, host_grad};
+use super::scalars::{AdamF32, AdamScalars, SgdScalars};
+use super::state::{Buffer, Slot, host_grad};
 use crate::cuda::{self, AdamArgs, Locked, SgdArgs};
 
 /// The Adam update of one parameter by labpipe's CUDA kernel, in place (buffers already allocated).
