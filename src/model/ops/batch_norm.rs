@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
+use super::bn_parts::{Epilogue, ncl};
 use super::cpu_data::{CpuF32, contiguous_f32, is_cpu_f32, par_filled, par_filled2};
 use super::lanes;
 
@@ -51,15 +52,6 @@ pub fn batch_norm_add_relu_train(
         )
     }
     batch_norm(x, weight, bias, Some(residual), eps, Epilogue::AddRelu)
-}
-
-/// What follows the normalization inside the op.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Epilogue {
-    None,
-    Relu,
-    /// Add a residual tensor, then ReLU.
-    AddRelu,
 }
 
 fn batch_norm(
@@ -202,12 +194,6 @@ struct BatchNorm {
     eps: f64,
     epilogue: Epilogue,
     stats: Arc<OnceLock<Stats>>,
-}
-
-/// Lay out `[N, C, L]`: (n, c, l) from the tensor's dims.
-pub(crate) fn ncl(dims: &[usize]) -> (usize, usize, usize) {
-    let (n, c) = (dims[0], dims[1]);
-    (n, c, dims[2..].iter().product())
 }
 
 /// Per-channel mean and biased variance of `x` `[N, C, L]`, each plane summed in f64.

@@ -4,7 +4,7 @@
 
 use candle_core::{CpuStorage, CudaStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
 
-use super::batch_norm::{Epilogue, ncl};
+use super::bn_parts::{Epilogue, ncl};
 use crate::cuda::{self, Locked, Ncl};
 
 fn code(e: Epilogue) -> cuda::EpilogueCode {

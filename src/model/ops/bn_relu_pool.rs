@@ -10,7 +10,8 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::batch_norm::{Stats, batch_norm_relu_train, check_shapes, ncl};
+use super::batch_norm::{Stats, batch_norm_relu_train, check_shapes};
+use super::bn_parts::ncl;
 use super::cpu_data::{CpuF32, contiguous_f32, is_cpu_f32, par_filled, par_filled2, with_scratch};
 use super::max_pool::{max_pool2d, pool_plane};
 use crate::model::decl::Window;

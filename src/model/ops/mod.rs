@@ -5,6 +5,7 @@ pub mod batch_norm;
 #[cfg(feature = "cuda")]
 mod batch_norm_cuda;
 pub mod batch_norm_eval;
+mod bn_parts;
 pub mod bn_relu_pool;
 pub mod conv;
 mod cpu_data;

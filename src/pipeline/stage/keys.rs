@@ -85,3 +85,68 @@ impl Fingerprints {
 pub fn stage_keys(run: &RunSpec, device: DeviceKind, fps: &mut Fingerprints) -> Result<StageKeys, DataError> {
     Ok(keys_with_fingerprint(run, &fps.of(&run.data)?, device))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+    use std::path::Path;
+
+    /// The key fields that identify the code rather than the run; they change with every labpipe version.
+    const CODE_FIELDS: &[&str] = &["labpipe", "candle"];
+
+    fn without_code_identity(mut v: Value) -> Value {
+        match &mut v {
+            Value::Object(m) => {
+                for f in CODE_FIELDS {
+                    m.remove(*f);
+                }
+                // An upstream reference `{stage, key}`: its key hashes the upstream's code identity too.
+                if m.len() == 2 && m.contains_key("stage") {
+                    m.remove("key");
+                }
+                for (_, x) in m.iter_mut() {
+                    *x = without_code_identity(x.take());
+                }
+            }
+            Value::Array(a) => {
+                for x in a.iter_mut() {
+                    *x = without_code_identity(x.take());
+                }
+            }
+            _ => {}
+        }
+        v
+    }
+
+    #[test]
+    fn key_inputs_of_the_shipped_pipelines_are_pinned() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let pinned: Value = serde_json::from_str(
+            &std::fs::read_to_string(root.join("tests/fixtures/stage_keys/key_inputs.json")).unwrap(),
+        )
+        .unwrap();
+        let mut fps = Fingerprints::default();
+        let mut checked = 0;
+        for file in ["pipelines/quickstart.yaml", "pipelines/ci.yaml"] {
+            let p = crate::spec::load(&root.join(file), &[]).unwrap();
+            let runs = pinned[file].as_object().expect(file);
+            assert_eq!(runs.len(), p.runs.len(), "{file}: runs");
+            for run in &p.runs {
+                let keys = stage_keys(run, DeviceKind::Cpu, &mut fps).unwrap();
+                for stage in Stage::ALL {
+                    let want = &runs[&run.name][stage.name()];
+                    let got = serde_json::to_value(keys.get(stage)).unwrap();
+                    assert_eq!(
+                        without_code_identity(got["input"].clone()),
+                        without_code_identity(want["input"].clone()),
+                        "{file} / {} / {stage}: key input changed",
+                        run.name
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 20, "{checked}");
+    }
+}
