@@ -1,15 +1,16 @@
 //! `labpipe clean`: lists and removes what no current run uses (with sizes), keeps what runs use and the
 //! builds they will resume, leaves alone what a running labpipe holds, and `--all` empties the cache.
 
-mod cache_support;
-
-use cache_support::*;
+use crate::util::binary::{labpipe, signal, spawn, stderr, stdout, wait_for};
+use crate::util::cache::{complete_dir, epochs_done, stage_dirs, train_partial};
+use crate::util::files::write;
+use crate::util::pipeline::{LONG_TRAIN_SIZE, pipeline, sized_pipeline};
 use std::path::Path;
 
 fn clean(dir: &Path, args: &[&str]) -> String {
     let mut all = vec!["clean"];
     all.extend(args);
-    let o = run(dir, &all);
+    let o = labpipe(dir, &all);
     assert!(o.status.success(), "{}", stderr(&o));
     stdout(&o)
 }
@@ -28,13 +29,13 @@ fn clean_removes_only_what_no_run_uses() {
     let dir = tmp.path();
     let out = dir.join("out");
     write(dir, "p.yaml", &pipeline("p", 1, ""));
-    assert!(run(dir, &["run", "p.yaml", "-q"]).status.success());
+    assert!(labpipe(dir, &["run", "p.yaml", "-q"]).status.success());
     let old_train = complete_dir(&out, "train");
     let old_eval = complete_dir(&out, "evaluate");
     let old_plot = complete_dir(&out, "plot");
     // The run now uses another train key; the first one's train, evaluate and plot entries are unused.
     assert!(
-        run(dir, &["run", "p.yaml", "-q", "-S", "train.optimizer.lr=0.02"])
+        labpipe(dir, &["run", "p.yaml", "-q", "-S", "train.optimizer.lr=0.02"])
             .status
             .success()
     );
@@ -126,20 +127,20 @@ fn clean_removes_only_what_no_run_uses() {
     drop(lock);
 
     // What runs use is intact: nothing retrains, and the interrupted run resumes.
-    let o = run(dir, &["run", "p.yaml", "-S", "train.optimizer.lr=0.02"]);
+    let o = labpipe(dir, &["run", "p.yaml", "-S", "train.optimizer.lr=0.02"]);
     assert!(
         stderr(&o).contains("up to date, nothing trained"),
         "{}",
         stderr(&o)
     );
-    let o = run(dir, &["run", "q.yaml"]);
+    let o = labpipe(dir, &["run", "q.yaml"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("baseline: resuming after epoch 1 of 3"),
         "{}",
         stderr(&o)
     );
-    let o = run(dir, &["plan", "p.yaml"]);
+    let o = labpipe(dir, &["plan", "p.yaml"]);
     assert!(
         stdout(&o).contains("train    will run: train.optimizer.lr changed from 0.02 to 0.01"),
         "{}",
@@ -152,7 +153,7 @@ fn clean_removes_only_what_no_run_uses() {
     let all = clean(dir, &["--all"]);
     assert!(all.starts_with("removed the cache ("), "{all}");
     assert!(!out.join("cache").exists() && !out.join("runs").exists());
-    let o = run(dir, &["plan", "p.yaml"]);
+    let o = labpipe(dir, &["plan", "p.yaml"]);
     assert!(
         stdout(&o).contains("train    will run: new run"),
         "{}",

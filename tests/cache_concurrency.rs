@@ -1,9 +1,10 @@
 //! Two `labpipe run` processes on one out directory: the second waits on the stage lock and reuses what the
 //! first built; a lock whose holder was killed is released by the kernel and the waiter takes over.
 
-mod cache_support;
-
-use cache_support::*;
+use crate::util::binary::{labpipe, signal, spawn, stderr, stdout, wait_for};
+use crate::util::cache::{assert_same_results, epochs_done, partials, stage_dirs, train_partial};
+use crate::util::files::write;
+use crate::util::pipeline::long_pipeline;
 use std::path::Path;
 
 const EPOCHS: usize = 4;
@@ -50,7 +51,7 @@ fn second_run_waits_then_reuses_the_first_runs_training() {
         );
     }
     assert!(partials(&out).is_empty(), "{:?}", partials(&out));
-    let o = run(dir, &["plan", "p.yaml"]);
+    let o = labpipe(dir, &["plan", "p.yaml"]);
     assert!(stdout(&o).contains("everything is cached"), "{}", stdout(&o));
 }
 
@@ -87,7 +88,7 @@ fn a_killed_lock_holder_does_not_block_the_waiter() {
     // Bit-identical to an uninterrupted run.
     let reference = tempfile::tempdir().unwrap();
     write(reference.path(), "p.yaml", &long_pipeline("both", EPOCHS));
-    let o = run(reference.path(), &["run", "p.yaml", "-q"]);
+    let o = labpipe(reference.path(), &["run", "p.yaml", "-q"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_same_results(&reference.path().join("out"), &out);
 }

@@ -1,9 +1,10 @@
 //! A truncated or edited artifact is caught when the cache is read: `plan` and `run` say which file is
 //! damaged, the stage runs again, and the rebuilt entry (and everything downstream) is what it was.
 
-mod cache_support;
-
-use cache_support::*;
+use crate::util::binary::{labpipe, stderr, stdout};
+use crate::util::cache::{complete_dir, partials};
+use crate::util::files::write;
+use crate::util::pipeline::pipeline;
 
 #[test]
 fn truncated_checkpoint_and_edited_metrics_are_rebuilt() {
@@ -11,7 +12,7 @@ fn truncated_checkpoint_and_edited_metrics_are_rebuilt() {
     let dir = tmp.path();
     write(dir, "p.yaml", &pipeline("damage", 2, ""));
     let out = dir.join("out");
-    let o = run(dir, &["run", "p.yaml", "-q"]);
+    let o = labpipe(dir, &["run", "p.yaml", "-q"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let train = complete_dir(&out, "train");
     let evaluate = complete_dir(&out, "evaluate");
@@ -20,7 +21,7 @@ fn truncated_checkpoint_and_edited_metrics_are_rebuilt() {
 
     // Truncate the selected checkpoint.
     std::fs::write(train.join("model.safetensors"), &model[..model.len() / 2]).unwrap();
-    let o = run(dir, &["plan", "p.yaml"]);
+    let o = labpipe(dir, &["plan", "p.yaml"]);
     let plan = stdout(&o);
     let why = format!(
         "artifact model.safetensors is {} bytes, the manifest says {}",
@@ -34,7 +35,7 @@ fn truncated_checkpoint_and_edited_metrics_are_rebuilt() {
     // Its key is unchanged, so the stages after it stay cached: retraining reproduces the same bytes.
     assert!(plan.contains("evaluate cached"), "{plan}");
 
-    let o = run(dir, &["run", "p.yaml"]);
+    let o = labpipe(dir, &["run", "p.yaml"]);
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     assert!(
@@ -60,7 +61,7 @@ fn truncated_checkpoint_and_edited_metrics_are_rebuilt() {
         "metrics.json has no `images` field to edit:\n{text}"
     );
     std::fs::write(evaluate.join("metrics.json"), &edited).unwrap();
-    let o = run(dir, &["plan", "p.yaml"]);
+    let o = labpipe(dir, &["plan", "p.yaml"]);
     assert!(
         stdout(&o).contains(
             "evaluate will run: artifact damaged: artifact metrics.json was altered (hash differs)"
@@ -68,7 +69,7 @@ fn truncated_checkpoint_and_edited_metrics_are_rebuilt() {
         "{}",
         stdout(&o)
     );
-    let o = run(dir, &["run", "p.yaml"]);
+    let o = labpipe(dir, &["run", "p.yaml"]);
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("baseline: train    cached"), "{err}");
@@ -81,15 +82,15 @@ fn truncated_checkpoint_and_edited_metrics_are_rebuilt() {
 
     // A lost manifest is damage too; the report reads only verified entries.
     std::fs::remove_file(complete_dir(&out, "plot").join("manifest.json")).unwrap();
-    let o = run(dir, &["plan", "p.yaml"]);
+    let o = labpipe(dir, &["plan", "p.yaml"]);
     assert!(
         stdout(&o).contains("plot     will run: artifact damaged: manifest.json is missing"),
         "{}",
         stdout(&o)
     );
-    let o = run(dir, &["run", "p.yaml"]);
+    let o = labpipe(dir, &["run", "p.yaml"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("baseline: plot     ran in"), "{}", stderr(&o));
-    let o = run(dir, &["plan", "p.yaml"]);
+    let o = labpipe(dir, &["plan", "p.yaml"]);
     assert!(stdout(&o).contains("everything is cached"), "{}", stdout(&o));
 }

@@ -1,9 +1,9 @@
 //! Stage keys change with everything that changes results and with nothing else, and `labpipe plan` says
 //! why a stage will run in the words of the pipeline file.
 
-mod cache_support;
-
-use cache_support::*;
+use crate::util::binary::{labpipe, stderr, stdout};
+use crate::util::files::write;
+use crate::util::pipeline::pipeline;
 use std::path::Path;
 
 fn plan(dir: &Path, file: &str, set: &[&str]) -> String {
@@ -11,7 +11,7 @@ fn plan(dir: &Path, file: &str, set: &[&str]) -> String {
     for s in set {
         args.extend(["-S", s]);
     }
-    let o = run(dir, &args);
+    let o = labpipe(dir, &args);
     assert!(o.status.success(), "{}", stderr(&o));
     stdout(&o)
 }
@@ -69,11 +69,11 @@ fn keys_ignore_formatting_and_speed_settings_and_follow_every_result_field() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     write(dir, "p.yaml", &pipeline("keys", 1, ""));
-    let o = run(dir, &["plan", "p.yaml"]);
+    let o = labpipe(dir, &["plan", "p.yaml"]);
     for stage in ["dataset", "model", "train", "evaluate", "plot"] {
         assert_eq!(state(&stdout(&o), stage), "will run: new run", "{}", stdout(&o));
     }
-    let o = run(dir, &["run", "p.yaml", "-q"]);
+    let o = labpipe(dir, &["run", "p.yaml", "-q"]);
     assert!(o.status.success(), "{}", stderr(&o));
 
     // Nothing that leaves results alone changes a key.
@@ -84,7 +84,7 @@ fn keys_ignore_formatting_and_speed_settings_and_follow_every_result_field() {
         let p = plan(dir, "p.yaml", &[set]);
         assert!(p.contains("everything is cached"), "{set}:\n{p}");
     }
-    let o = run(dir, &["run", "rewritten.yaml", "-S", "data.workers=2"]);
+    let o = labpipe(dir, &["run", "rewritten.yaml", "-S", "data.workers=2"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("up to date, nothing trained"),

@@ -1,9 +1,13 @@
 //! Training survives `kill -9` and Ctrl-C: the next `labpipe run` resumes after the last checkpointed epoch
 //! and ends with exactly the bytes an uninterrupted run produces.
 
-mod cache_support;
-
-use cache_support::*;
+use crate::util::binary::{command, labpipe, signal, spawn, stderr, stdout, wait_for};
+use crate::util::cache::{
+    assert_same_results, checkpoint_epoch, complete_dir, epochs_done, manifest_files, partials, stage_dirs,
+    train_partial,
+};
+use crate::util::files::{read_json, write};
+use crate::util::pipeline::long_pipeline;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -15,7 +19,7 @@ fn reference() -> &'static Path {
     DIR.get_or_init(|| {
         let tmp = tempfile::tempdir().unwrap();
         write(tmp.path(), "p.yaml", &long_pipeline("resume", EPOCHS));
-        let o = run(tmp.path(), &["run", "p.yaml", "-q"]);
+        let o = labpipe(tmp.path(), &["run", "p.yaml", "-q"]);
         assert!(o.status.success(), "{}", stderr(&o));
         tmp
     })
@@ -56,11 +60,9 @@ fn kill_9_in_epoch_3_resumes_after_epoch_2_bit_identical() {
     assert_eq!(checkpoint_epoch(&partial.join("last.safetensors")), 2);
 
     // Other thread counts (labpipe's kernels, Candle's) and worker count: none may change a single bit.
-    let o = labpipe()
-        .args(["run", "p.yaml", "--workers", "3"])
+    let o = command(dir, &["run", "p.yaml", "--workers", "3"])
         .env("RAYON_NUM_THREADS", "1")
         .env("CANDLE_NUM_THREADS", "2")
-        .current_dir(dir)
         .output()
         .unwrap();
     let err = stderr(&o);
@@ -92,8 +94,7 @@ fn kill_9_in_epoch_3_resumes_after_epoch_2_bit_identical() {
             "outcome.json"
         ]
     );
-    let outcome: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(train.join("outcome.json")).unwrap()).unwrap();
+    let outcome = read_json(&train.join("outcome.json"));
     assert_eq!(outcome["resumed_epochs"], 2);
 }
 
@@ -127,12 +128,10 @@ fn ctrl_c_once_stops_with_130_keeps_the_last_epoch_and_resumes() {
     assert_eq!(checkpoint_epoch(&partial.join("last.safetensors")), done);
     assert!(partial.join("model.safetensors").is_file());
     assert!(complete_dir_missing(&out, "train"));
-    let record: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("runs/resume/baseline.json")).unwrap())
-            .unwrap();
+    let record = read_json(&out.join("runs/resume/baseline.json"));
     assert_eq!(record["status"], "interrupted");
 
-    let o = run(dir, &["plan", "p.yaml"]);
+    let o = labpipe(dir, &["plan", "p.yaml"]);
     assert!(
         stdout(&o).contains(&format!(
             "train    will run: interrupted earlier; resumes after epoch {done}"
@@ -141,7 +140,7 @@ fn ctrl_c_once_stops_with_130_keeps_the_last_epoch_and_resumes() {
         stdout(&o)
     );
 
-    let o = run(dir, &["run", "p.yaml"]);
+    let o = labpipe(dir, &["run", "p.yaml"]);
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     assert!(

@@ -1,13 +1,13 @@
 //! End-to-end tests of `ensure_cifar10` against a local HTTP server serving a generated CIFAR-10 archive.
 //! No network: everything is served from 127.0.0.1.
 
-mod common_http;
-
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use common_http::{Mode, TestServer, dead_url};
+use crate::util::binary::{labpipe, stderr};
+use crate::util::files::files_under;
+use crate::util::http_server::{Mode, TestServer, dead_url};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use labpipe::data::cifar10::{DATA_DIR, cifar10_present, read_cifar10, write_cifar10};
@@ -142,25 +142,11 @@ fn part_path(root: &Path) -> PathBuf {
     root.join(DOWNLOAD_DIR).join("cifar-10-binary.tar.gz.part")
 }
 
-/// Every regular file or link below `dir`.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| !e.file_type().is_dir())
-        .map(|e| e.path().to_path_buf())
-        .collect()
-}
-
 /// The state after a successful download: the dataset reads back exactly, and nothing else is left.
 fn assert_installed(root: &Path, ds: &Dataset) {
     assert!(cifar10_present(root));
     assert_eq!(&read_cifar10(root).unwrap(), ds);
-    let mut names: Vec<String> = files_under(root)
-        .iter()
-        .map(|p| p.strip_prefix(root).unwrap().display().to_string())
-        .collect();
-    names.sort();
+    let names = files_under(root);
     let mut expected: Vec<String> = [
         "batches.meta.txt",
         "data_batch_1.bin",
@@ -584,21 +570,15 @@ fn pipeline_downloads_once_then_everything_is_cached() {
         server.url(ARCHIVE_PATH)
     );
     fs::write(tmp.path().join("p.yaml"), yaml).unwrap();
-    let run = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_labpipe"))
-            .args(["run", "p.yaml"])
-            .current_dir(tmp.path())
-            .output()
-            .unwrap()
-    };
+    let run = || labpipe(tmp.path(), &["run", "p.yaml"]);
     let first = run();
-    let err = String::from_utf8_lossy(&first.stderr);
+    let err = stderr(&first);
     assert!(first.status.success(), "{err}");
     assert!(err.contains("baseline: train    ran in"), "{err}");
     let requests = server.seen().len();
     assert!(requests >= 1);
     let second = run();
-    let err = String::from_utf8_lossy(&second.stderr);
+    let err = stderr(&second);
     assert!(second.status.success(), "{err}");
     assert!(!err.contains("ran in") && err.contains("up to date"), "{err}");
     assert_eq!(server.seen().len(), requests, "no second download");

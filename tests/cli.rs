@@ -1,22 +1,9 @@
 //! End-to-end tests: the real `labpipe` binary on small generated pipelines, in temporary directories.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn labpipe(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_labpipe"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("running labpipe")
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+use crate::util::binary::{labpipe, stderr, stdout};
+use crate::util::cache::stage_dirs;
+use crate::util::files::{files_under, read_json, write};
+use std::path::Path;
 
 /// A small network so the suite stays fast in debug builds; SimpleCNN itself is exercised in `tiny_simple_cnn`.
 const SMALL_MODEL: &str = "model:
@@ -51,56 +38,13 @@ data:
     )
 }
 
-fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, content).unwrap();
-    p
-}
-
-fn files_under(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = walk(dir)
-        .into_iter()
-        .map(|p| p.strip_prefix(dir).unwrap().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
-fn stage_dirs(out: &Path, stage: &str) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(out.join("cache").join(stage))
-        .map(|rd| {
-            rd.flatten()
-                .filter(|e| e.path().is_dir())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
 #[test]
 fn tiny_pipeline_end_to_end_then_cached_then_lr_change() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     write(dir, "p.yaml", &pipeline("tiny", SMALL_MODEL, ""));
     let o = labpipe(dir, &["run", "p.yaml"]);
-    let (_, err) = text(&o);
+    let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     for stage in ["dataset", "model", "train", "evaluate", "plot"] {
         assert!(
@@ -141,16 +85,15 @@ fn tiny_pipeline_end_to_end_then_cached_then_lr_change() {
             .any(|p| p.contains(".partial-") || p.contains(".tmp")),
         "half-written files: {files:#?}"
     );
-    let history: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            walk(&dir.join("out/cache/train"))
+    let train = dir.join("out/cache/train");
+    let history = read_json(
+        &train.join(
+            files_under(&train)
                 .into_iter()
                 .find(|p| p.ends_with("history.json"))
                 .unwrap(),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+        ),
+    );
     assert_eq!(history["epochs"].as_array().unwrap().len(), 2);
     assert_eq!(
         history["epochs"][1]["lr"].as_f64().unwrap(),
@@ -160,7 +103,7 @@ fn tiny_pipeline_end_to_end_then_cached_then_lr_change() {
 
     // The report: summary table, accuracy, a figure link that resolves.
     let o = labpipe(dir, &["report", "p.yaml"]);
-    let (md, err) = text(&o);
+    let (md, err) = (stdout(&o), stderr(&o));
     assert!(o.status.success(), "{err}");
     assert!(
         md.contains("Layer (type)") && md.contains("Total params: 5,370"),
@@ -176,7 +119,7 @@ fn tiny_pipeline_end_to_end_then_cached_then_lr_change() {
 
     // A second identical run trains nothing.
     let o = labpipe(dir, &["run", "p.yaml"]);
-    let (_, err) = text(&o);
+    let err = stderr(&o);
     assert!(o.status.success());
     assert!(!err.contains("ran in"), "{err}");
     assert!(err.contains("up to date, nothing trained"), "{err}");
@@ -184,7 +127,7 @@ fn tiny_pipeline_end_to_end_then_cached_then_lr_change() {
     // Changing the learning rate re-runs training but not the dataset stage.
     let datasets = stage_dirs(&dir.join("out"), "dataset");
     let o = labpipe(dir, &["run", "p.yaml", "-S", "train.optimizer.lr=0.02"]);
-    let (_, err) = text(&o);
+    let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("baseline: dataset  cached"), "{err}");
     assert!(err.contains("baseline: model    cached"), "{err}");
@@ -202,7 +145,7 @@ fn tiny_simple_cnn_summary_matches_the_seed() {
         &pipeline("t1", "model:\n  arch: simple_cnn\n", ""),
     );
     let o = labpipe(tmp.path(), &["summary", "p.yaml"]);
-    let (out, err) = text(&o);
+    let (out, err) = (stdout(&o), stderr(&o));
     assert!(o.status.success(), "{err}");
     assert_eq!(out, include_str!("fixtures/summaries/simplecnn_summary.txt"));
 }
@@ -223,7 +166,7 @@ fn layers_copy_of_simple_cnn_prints_the_same_summary() {
     );
     write(tmp.path(), "p.yaml", &pipeline("mine", &model, ""));
     let o = labpipe(tmp.path(), &["summary", "p.yaml"]);
-    let (out, err) = text(&o);
+    let (out, err) = (stdout(&o), stderr(&o));
     assert!(o.status.success(), "{err}");
     assert_eq!(out, include_str!("fixtures/summaries/simplecnn_summary.txt"));
     // With an nn.Flatten module instead of view, torchsummary lists it: one more row.
@@ -232,13 +175,13 @@ fn layers_copy_of_simple_cnn_prints_the_same_summary() {
         "f.yaml",
         &pipeline("mine", &model.replace("- view", "- flatten"), ""),
     );
-    let (out, _) = text(&labpipe(tmp.path(), &["summary", "f.yaml"]));
+    let out = stdout(&labpipe(tmp.path(), &["summary", "f.yaml"]));
     assert!(out.contains("Flatten-14") && out.contains("Linear-15"), "{out}");
 }
 
 fn assert_bad_input(dir: &Path, args: &[&str], needles: &[&str]) {
     let o = labpipe(dir, args);
-    let (_, err) = text(&o);
+    let err = stderr(&o);
     assert_eq!(
         o.status.code(),
         Some(2),
@@ -340,7 +283,7 @@ fn missing_and_truncated_cifar_files_exit_1_naming_the_file() {
     let bytes = std::fs::read(&batch).unwrap();
     std::fs::write(&batch, &bytes[..bytes.len() - 100]).unwrap();
     let o = labpipe(dir, &["run", "c.yaml"]);
-    let (_, err) = text(&o);
+    let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
         err.contains("data_batch_2.bin") && err.contains("multiple of 3073"),
@@ -359,7 +302,7 @@ fn missing_and_truncated_cifar_files_exit_1_naming_the_file() {
 
     std::fs::remove_file(&batch).unwrap();
     let o = labpipe(dir, &["run", "c.yaml"]);
-    let (_, err) = text(&o);
+    let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("data_batch_2.bin"), "{err}");
 }

@@ -2,8 +2,7 @@
 //! there, through the library and through the `labpipe` binary. The machines these run on have no GPU; with
 //! the `cuda` feature they check the "no device found" path instead of "built without CUDA support".
 
-use std::process::Command;
-
+use crate::util::binary::{command, stderr};
 use labpipe::device::{self, DeviceError, DeviceRequest};
 
 /// True when a CUDA device can really be opened here (only on a GPU machine with a `cuda` build).
@@ -112,15 +111,11 @@ fn explicit_cuda_without_a_gpu_is_an_error_naming_the_device_and_the_fix() {
 fn plan_with_device(device: &str) -> (i32, String) {
     let out = tempfile::tempdir().unwrap();
     let pipeline = concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/quickstart.yaml");
-    let o = Command::new(env!("CARGO_BIN_EXE_labpipe"))
-        .args(["plan", pipeline, "--device", device, "--out"])
+    let o = command(out.path(), &["plan", pipeline, "--device", device, "--out"])
         .arg(out.path())
         .output()
         .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    (o.status.code().unwrap_or(-1), stderr(&o))
 }
 
 #[test]

@@ -1,15 +1,6 @@
 //! The default lab report rendered from a tiny task1/task2-shaped pair of pipelines, by the real binary.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn labpipe(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_labpipe"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("running labpipe")
-}
+use crate::util::binary::{labpipe, stderr, stdout};
 
 const DATA: &str = "data:
   dataset: synthetic
@@ -43,10 +34,7 @@ fn lab_report_from_task_shaped_pipelines() {
 
     // Before any run: every result is marked, with a warning, and nothing crashes.
     let o = labpipe(dir, &["report", "task1.yaml", "task2.yaml"]);
-    let (md, err) = (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    );
+    let (md, err) = (stdout(&o), stderr(&o));
     assert!(o.status.success(), "{err}");
     assert!(
         md.contains("**not run yet**") && err.contains("warning: task2/baseline: not run yet"),
@@ -54,11 +42,11 @@ fn lab_report_from_task_shaped_pipelines() {
     );
 
     let o = labpipe(dir, &["run", "-q", "task1.yaml", "task2.yaml"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{}", stderr(&o));
 
     let render = |out: &str| {
         let o = labpipe(dir, &["report", "task1.yaml", "task2.yaml", "--out", out]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(o.status.success(), "{}", stderr(&o));
         std::fs::read_to_string(dir.join(out).join("report.md")).unwrap()
     };
     let md = render("rep");
@@ -179,7 +167,7 @@ fn template_errors_name_the_template_and_line() {
     std::fs::write(dir.join("task1.yaml"), task1()).unwrap();
     std::fs::write(dir.join("bad.md.j2"), "ok\n{{ pipelines.task1.nothing }}\n").unwrap();
     let o = labpipe(dir, &["report", "task1.yaml", "--template", "bad.md.j2"]);
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("template `bad.md.j2` line 2"), "{err}");
 }

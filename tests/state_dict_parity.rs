@@ -3,13 +3,17 @@
 //! statistics, and writes checkpoints that round-trip exactly. Fixtures: tests/fixtures/state_dict/ (made by
 //! scripts/fixtures/state_dict_fixtures.py, see the README there).
 
+use crate::util::fixtures;
 use candle_core::{DType, Device, Tensor};
 use labpipe::model::builtins::{Stem, resnet18, simple_cnn};
 use labpipe::model::checkpoint;
 use labpipe::model::decl::ModelDecl;
 use labpipe::model::net::{Mode, Net};
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+/// The fixture set: tests/fixtures/state_dict/.
+const FIXTURES: &str = "state_dict";
 
 /// Largest absolute difference allowed between labpipe's and PyTorch's float32 results.
 const TOL: f32 = 1e-4;
@@ -45,29 +49,15 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-fn fixture_path(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/state_dict")
-        .join(file)
-}
-
 /// Fixtures are read with Candle's own safetensors reader, not labpipe's `checkpoint::load` under test.
 fn fixture(file: &str) -> HashMap<String, Tensor> {
-    let path = fixture_path(file);
-    candle_core::safetensors::load(&path, &Device::Cpu)
-        .unwrap_or_else(|e| panic!("reading fixture {}: {e}", path.display()))
+    fixtures::tensors(FIXTURES, file)
 }
 
 fn input() -> Tensor {
     fixture("input.safetensors")
         .remove("x")
         .expect("input.safetensors holds `x`")
-}
-
-fn manifest() -> serde_json::Value {
-    let path = fixture_path("manifest.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn net_with(decl: &ModelDecl, state: &HashMap<String, Tensor>) -> Net {
@@ -118,7 +108,7 @@ fn scalar_i64(t: &Tensor) -> i64 {
 
 #[test]
 fn state_dict_names_shapes_dtypes_and_order_are_pytorchs() {
-    let manifest = manifest();
+    let manifest = fixtures::manifest(FIXTURES);
     for case in cases() {
         let pytorch = fixture(&format!("{}.safetensors", case.name));
         let fresh = Net::new(&case.decl, &Device::Cpu, 0)

@@ -15,6 +15,7 @@
 //! Fixtures: tests/fixtures/train_parity/ (made by scripts/fixtures/train_parity_fixtures.py; the README
 //! there says what is stored, and why the cases are ones that float32 rounding cannot tip over).
 
+use crate::util::fixtures;
 use candle_core::{DType, Device, Tensor, Var};
 use labpipe::model::builtins::{Stem, resnet18, simple_cnn};
 use labpipe::model::decl::{ModelDecl, Node, Op};
@@ -23,7 +24,6 @@ use labpipe::train::loss::cross_entropy;
 use labpipe::train::optim::{self, OptimizerConfig, OptimizerKind};
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 
 /// Largest relative difference allowed between labpipe's and PyTorch's loss before each step.
 const LOSS_REL_TOL: f64 = 1e-5;
@@ -36,22 +36,11 @@ const STATS_ABS_TOL: f64 = 1e-4;
 /// The optimizer cases every model is trained with (keys of the manifest's `optimizers`).
 const OPTIMIZERS: [&str; 4] = ["adam", "adam_wd", "sgd_nesterov", "sgd_nesterov_wd"];
 
-fn fixture_path(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/train_parity")
-        .join(file)
-}
+/// The fixture set: tests/fixtures/train_parity/.
+const FIXTURES: &str = "train_parity";
 
 fn fixture(file: &str) -> HashMap<String, Tensor> {
-    let path = fixture_path(file);
-    candle_core::safetensors::load(&path, &Device::Cpu)
-        .unwrap_or_else(|e| panic!("reading fixture {}: {e}", path.display()))
-}
-
-fn manifest() -> serde_json::Value {
-    let path = fixture_path("manifest.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    fixtures::tensors(FIXTURES, file)
 }
 
 fn f32_values(t: &Tensor) -> Vec<f32> {
@@ -201,7 +190,7 @@ fn unpack_step(
 
 /// Run one case and return its worst differences; `problems` collects every tolerance violation.
 fn run_case(model: &str, decl: &ModelDecl, opt_name: &str, problems: &mut Vec<String>) -> Worst {
-    let manifest = manifest();
+    let manifest = fixtures::manifest(FIXTURES);
     let case = format!("{model}.{opt_name}");
     let config: OptimizerConfig = serde_json::from_value(manifest["optimizers"][opt_name].clone())
         .unwrap_or_else(|e| panic!("manifest optimizer `{opt_name}`: {e}"));
@@ -344,7 +333,7 @@ fn run_case(model: &str, decl: &ModelDecl, opt_name: &str, problems: &mut Vec<St
 
 /// Train every optimizer case of `model` and fail with every difference over tolerance.
 fn check_model(model: &str, decl: ModelDecl) {
-    let manifest = manifest();
+    let manifest = fixtures::manifest(FIXTURES);
     // The script and this test agree on which biases BatchNorm cancels.
     let cancelled: HashMap<String, String> = bn_cancelled_biases(&decl).into_iter().collect();
     let listed: HashMap<String, String> =

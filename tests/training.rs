@@ -1,19 +1,9 @@
 //! Training behaviour through the real binary: divergence, early stopping, failure isolation, eval.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn labpipe(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_labpipe"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("running labpipe")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use crate::util::binary::{labpipe, stderr, stdout};
+use crate::util::cache::stage_dirs;
+use crate::util::files::read_json;
+use std::path::{Path, PathBuf};
 
 fn pipeline(train_extra: &str, experiments: &str) -> String {
     format!(
@@ -39,22 +29,14 @@ train:
     )
 }
 
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn find(dir: &Path, stage: &str, file: &str) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir.join("out/cache").join(stage))
-        .unwrap()
-        .flatten()
-    {
-        let p = e.path().join(file);
-        if p.is_file() {
-            out.push(p);
-        }
-    }
-    out
+/// `file` in every entry of `stage` in `dir/out`'s cache that has one.
+fn find(dir: &Path, stage: &str, file: &str) -> Vec<PathBuf> {
+    let entries = dir.join("out/cache").join(stage);
+    stage_dirs(&dir.join("out"), stage)
+        .into_iter()
+        .map(|d| entries.join(d).join(file))
+        .filter(|p| p.is_file())
+        .collect()
 }
 
 #[test]
@@ -82,14 +64,14 @@ fn divergence_is_reported_and_isolated_from_other_runs() {
     // The sane run completed, and the diverged run kept its artifacts and is marked.
     let outcomes: Vec<serde_json::Value> = find(dir, "train", "outcome.json")
         .iter()
-        .map(|p| json(p))
+        .map(|p| read_json(p))
         .collect();
     assert_eq!(outcomes.len(), 2);
     assert_eq!(outcomes.iter().filter(|o| !o["diverged"].is_null()).count(), 1);
-    let record = json(&dir.join("out/runs/t/absurd.json"));
+    let record = read_json(&dir.join("out/runs/t/absurd.json"));
     assert!(record["status"]["diverged"].is_object(), "{record}");
     let status = labpipe(dir, &["status", "p.yaml"]);
-    let out = String::from_utf8_lossy(&status.stdout);
+    let out = stdout(&status);
     assert!(
         out.contains("t/absurd: diverged") && out.contains("t/sane: done"),
         "{out}"
@@ -108,7 +90,7 @@ fn early_stopping_stops_at_patience() {
     std::fs::write(dir.join("p.yaml"), yaml).unwrap();
     let o = labpipe(dir, &["run", "p.yaml"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let outcome = json(&find(dir, "train", "outcome.json")[0]);
+    let outcome = read_json(&find(dir, "train", "outcome.json")[0]);
     assert_eq!(outcome["stopped_early_at"], 3, "{outcome}");
     assert_eq!(outcome["history"]["epochs"].as_array().unwrap().len(), 3);
     assert!(stderr(&o).contains("early stopping after epoch 3"));
@@ -124,14 +106,14 @@ fn eval_reproduces_the_recorded_test_metrics() {
     )
     .unwrap();
     assert!(labpipe(dir, &["run", "p.yaml"]).status.success());
-    let recorded = json(&find(dir, "evaluate", "metrics.json")[0]);
+    let recorded = read_json(&find(dir, "evaluate", "metrics.json")[0]);
     let o = labpipe(dir, &["eval", "p.yaml", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["metrics"]["accuracy"], recorded["accuracy"]);
     assert_eq!(v["metrics"]["confusion"], recorded["confusion"]);
     let o = labpipe(dir, &["eval", "p.yaml"]);
-    let text = String::from_utf8_lossy(&o.stdout);
+    let text = stdout(&o);
     assert!(text.starts_with("Model loaded from out/cache/train/"), "{text}");
     assert!(
         text.contains(&format!(

@@ -1,4 +1,5 @@
-//! A tiny HTTP/1.1 file server on 127.0.0.1 for download tests: Range requests, and modes that misbehave.
+//! A tiny HTTP/1.1 file server on 127.0.0.1 for the download tests: Range requests, and modes that
+//! misbehave. Each test starts its own server on its own port, so tests running at once never share one.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};

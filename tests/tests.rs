@@ -1,0 +1,19 @@
+//! labpipe's integration tests, built as one test binary (see `[[test]]` in Cargo.toml): every module below
+//! was once its own binary, and linking the library and Candle into each of them dominated the test build.
+//! `util` holds what they share.
+
+mod util;
+
+mod cache_clean;
+mod cache_concurrency;
+mod cache_damage;
+mod cache_keys;
+mod cache_resume;
+mod cifar10_download;
+mod cli;
+mod device_selection;
+mod report;
+mod state_dict_parity;
+mod summary_seed;
+mod train_parity;
+mod training;
