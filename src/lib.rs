@@ -17,4 +17,5 @@ pub mod report;
 pub mod rng;
 pub mod spec;
 pub mod summary;
+pub mod tensorboard;
 pub mod train;
