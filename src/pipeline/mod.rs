@@ -421,6 +421,7 @@ impl<'a> Executor<'a> {
                     work_dir: &dir,
                     quiet: self.opts.quiet,
                     interrupt: self.opts.interrupt.clone(),
+                    tensorboard: None,
                 };
                 let outcome = match trainer::train(&job) {
                     Ok(o) => o,
