@@ -13,11 +13,13 @@ pub mod device;
 pub mod figure;
 pub mod memory;
 pub mod model;
+pub mod out_dir;
 pub mod pipeline;
 pub mod report;
 pub mod rng;
 pub mod spec;
 pub mod summary;
+pub mod tensorboard;
 pub mod train;
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod stage;
 use crate::cache::{Miss, StageDir, Store};
 use crate::data::error::DataError;
 use crate::data::{Dataset, source};
+use crate::out_dir::OutDir;
 use crate::spec::{Pipeline, RunSpec};
 use crate::train::evaluate::TestMetrics;
 use candle_core::Device;
@@ -255,6 +256,20 @@ impl<'a> Executor<'a> {
                 }
             }
         }
+        if let Ok(dir) = self.store.lookup(&keys.train)
+            && let Ok(trained) = TrainArtifacts::read(&dir)
+        {
+            let dest = OutDir::new(&self.opts.out).run_files(&run.pipeline, &run.name);
+            if let Err(e) = stage::train::publish_history(&trained, &dest)
+                && !self.opts.quiet
+            {
+                eprintln!(
+                    "{}: could not copy the history into {}: {e}",
+                    run.name,
+                    dest.display()
+                );
+            }
+        }
         if let Err(e) = record(status.clone()).save(&self.opts.out)
             && !self.opts.quiet
         {
@@ -336,9 +351,10 @@ impl<'a> Executor<'a> {
                 stage::dataset::build(run, &data, &dir).map(|()| None)
             }
             Stage::Model => stage::model::build(run, &dir).map(|()| None),
-            Stage::Train => self
-                .prepare(run, keys, prepared)
-                .and_then(|data| stage::train::build(run, data, &compute, &dir)),
+            Stage::Train => self.prepare(run, keys, prepared).and_then(|data| {
+                let board = OutDir::new(&self.opts.out).tensorboard(&run.pipeline, &run.name);
+                stage::train::build(run, data, &compute, &dir, board)
+            }),
             Stage::Evaluate => self
                 .upstream(Stage::Train, keys, TrainArtifacts::read)
                 .and_then(|trained| {

@@ -3,6 +3,7 @@
 
 use super::stage::{Stage, StageKeys};
 use crate::device::DeviceKind;
+use crate::out_dir::OutDir;
 use crate::spec::RunSpec;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -45,24 +46,9 @@ pub struct RunRecord {
     pub status: RunStatus,
 }
 
-/// A file-system-safe form of a run name.
-pub fn file_name(run: &str) -> String {
-    let safe: String = run
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.=,".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("{safe}.json")
-}
-
 /// Where a run's record lives.
 pub fn path(out: &Path, pipeline: &str, run: &str) -> PathBuf {
-    out.join("runs").join(pipeline).join(file_name(run))
+    OutDir::new(out).run_record(pipeline, run)
 }
 
 impl RunRecord {
@@ -85,7 +71,7 @@ impl RunRecord {
 
     /// Every record of `pipeline` (all pipelines when None), sorted by pipeline then file name.
     pub fn all(out: &Path, pipeline: Option<&str>) -> Vec<RunRecord> {
-        let root = out.join("runs");
+        let root = OutDir::new(out).runs();
         let mut files: Vec<PathBuf> = walkdir::WalkDir::new(&root)
             .min_depth(2)
             .max_depth(2)
@@ -94,7 +80,7 @@ impl RunRecord {
             .map(|e| e.into_path())
             .filter(|p| p.extension().is_some_and(|e| e == "json"))
             .filter(|p| {
-                pipeline.is_none_or(|name| p.parent().and_then(|d| d.file_name()).is_some_and(|d| d == name))
+                pipeline.is_none_or(|name| p.parent() == Some(OutDir::new(out).pipeline_runs(name).as_path()))
             })
             .collect();
         files.sort();

@@ -353,8 +353,7 @@ impl ContextBuilder<'_> {
         match &self.links {
             FigureLinks::InPlace => Some(src.to_string_lossy().replace('\\', "/")),
             FigureLinks::CopyTo(dir) => {
-                let name = crate::pipeline::record::file_name(&format!("{pipeline}__{run}__{what}"))
-                    .replace(".json", "");
+                let name = crate::out_dir::path_component(&format!("{pipeline}__{run}__{what}"));
                 let ext = src.extension().and_then(|e| e.to_str()).unwrap_or("png");
                 let rel = format!("figures/{name}.{ext}");
                 let dst = dir.join(&rel);
@@ -380,8 +379,7 @@ impl ContextBuilder<'_> {
         if series.len() < 2 {
             return None;
         }
-        let base =
-            crate::pipeline::record::file_name(&format!("{pipeline}__{what}__overlay")).replace(".json", "");
+        let base = crate::out_dir::path_component(&format!("{pipeline}__{what}__overlay"));
         let (dir, rel_prefix) = match &self.links {
             FigureLinks::InPlace => (
                 self.out.join("figures"),

@@ -14,6 +14,7 @@ use crate::model::checkpoint;
 use crate::model::decl::ModelDecl;
 use crate::model::net::{Mode, Net};
 use crate::rng::Rng;
+use crate::tensorboard::{self, EventWriter, HParamValue, RunStatus};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -44,6 +45,9 @@ pub enum TrainError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A TensorBoard event file could not be written.
+    #[error(transparent)]
+    Tensorboard(#[from] tensorboard::TensorboardError),
     /// The user pressed Ctrl-C; the last complete epoch is checkpointed.
     #[error("interrupted after epoch {epochs_done}; `labpipe run` again resumes from there")]
     Interrupted {
@@ -125,6 +129,8 @@ pub struct TrainJob<'a> {
     pub quiet: bool,
     /// Set by Ctrl-C: stop after the current batch.
     pub interrupt: Arc<AtomicBool>,
+    /// Directory for the run's TensorBoard event files (None: write none).
+    pub tensorboard: Option<PathBuf>,
 }
 
 const RESUME_JSON: &str = "resume.json";
@@ -180,6 +186,27 @@ pub fn checkpoint_metadata(label: &RunLabel, decl: &ModelDecl, epoch: usize) -> 
         ("labpipe.model".into(), decl.class_name.clone()),
         ("labpipe.epoch".into(), epoch.to_string()),
     ])
+}
+
+/// Opens the run's TensorBoard log with its hyperparameters: a new file beside the earlier process's when
+/// resuming (TensorBoard merges a directory's files), a replaced log when training starts from scratch.
+fn open_board(
+    dir: &Path,
+    t: &TrainSpec,
+    model: &str,
+    resumed_epochs: usize,
+) -> Result<EventWriter, TrainError> {
+    let mut board = if resumed_epochs > 0 {
+        EventWriter::create(dir)?
+    } else {
+        EventWriter::replace(dir)?
+    };
+    let mut hparams = tensorboard::hparams_from_config(&serde_json::to_value(t).unwrap_or_default());
+    hparams.insert("model".into(), HParamValue::Text(model.into()));
+    board.add_hparams(&hparams);
+    board.add_restart(resumed_epochs as i64 + 1);
+    board.flush()?;
+    Ok(board)
 }
 
 /// Loss and accuracy of `net` over `set`, in evaluation mode.
@@ -275,6 +302,10 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
         }
     }
     let resumed_epochs = info.epochs_done;
+    let mut board = match &job.tensorboard {
+        Some(dir) => Some(open_board(dir, t, &job.decl.class_name, resumed_epochs)?),
+        None => None,
+    };
 
     let started = Instant::now();
     let eval_batch = t.eval_batch_size.unwrap_or(256);
@@ -446,6 +477,11 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
         if !previous.is_empty() && previous != info.state_file {
             let _ = std::fs::remove_file(job.work_dir.join(previous));
         }
+        // After the resume state, so that no point on the curves belongs to an epoch a resume trains again.
+        if let Some(board) = board.as_mut() {
+            board.add_epoch(&record);
+            board.flush()?;
+        }
 
         if stopped_early_at.is_some() {
             if !job.quiet {
@@ -470,6 +506,13 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
             &net.state_dict().map_err(terr)?,
             &checkpoint_metadata(run, job.decl, 0),
         )?;
+    }
+    if let Some(board) = board.as_mut() {
+        board.add_session_end(match diverged {
+            Some(_) => RunStatus::Failure,
+            None => RunStatus::Success,
+        });
+        board.flush()?;
     }
     Ok(TrainOutcome {
         history: info.history,
@@ -550,6 +593,7 @@ train:
             last_file: &dir.path().join("final-weights.safetensors"),
             quiet: true,
             interrupt: Arc::new(AtomicBool::new(false)),
+            tensorboard: None,
         };
         // A min_delta nothing can beat: the second epoch is "no improvement" and patience 1 stops there.
         let first = train(&job).unwrap();
@@ -597,11 +641,180 @@ train:
             last_file: &dir.path().join("final-weights.safetensors"),
             quiet: true,
             interrupt: Arc::new(AtomicBool::new(true)),
+            tensorboard: None,
         };
         match train(&job) {
             Err(TrainError::Interrupted { epochs_done }) => assert_eq!(epochs_done, 0),
             other => panic!("expected an interrupt, got {other:?}"),
         }
         assert_eq!(resume_progress(dir.path()), None);
+    }
+
+    /// Trains the runs of tests/fixtures/tensorboard/check_output.txt into `logdir`: `baseline` trains 2
+    /// epochs; `resumed` (lr 0.05) trains 1, then a second call extends the same work directory to 2, as a
+    /// resume does (its first file's `epochs` is then 1: TensorBoard shows a run's first hyperparameters).
+    fn write_tensorboard_runs(logdir: &Path, work_dir: &Path) {
+        let (mut run, train_set, val, stats) = job_parts();
+        run.train.epochs = 2;
+        run.train.early_stopping = None;
+        let mut resumed = run.clone();
+        resumed.train.optimizer.lr = 0.05;
+        let mut first_part = resumed.clone();
+        first_part.train.epochs = 1;
+        for (name, run) in [
+            ("baseline", &run),
+            ("resumed", &first_part),
+            ("resumed", &resumed),
+        ] {
+            let work = work_dir.join(name);
+            let label = run.label();
+            let job = TrainJob {
+                label: &label,
+                spec: &run.train,
+                decl: &run.decl,
+                augment: &run.data.augment,
+                train: train_set.clone(),
+                val: val.clone(),
+                stats,
+                device: &Device::Cpu,
+                workers: 1,
+                work_dir: &work,
+                model_file: &work.join("selected-weights.safetensors"),
+                last_file: &work.join("final-weights.safetensors"),
+                quiet: true,
+                interrupt: Arc::new(AtomicBool::new(false)),
+                tensorboard: Some(logdir.join(name)),
+            };
+            train(&job).unwrap();
+        }
+    }
+
+    #[test]
+    fn tensorboard_gets_every_epoch_and_a_resume_continues_in_a_new_file() {
+        use crate::tensorboard::{
+            EventKind, SessionStatus, event_files, read_run, run_hparams, scalar_series,
+        };
+        use crate::train::epoch_scalars::EPOCH_TAGS;
+        let (runs, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        write_tensorboard_runs(runs.path(), work.path());
+        let runs = runs.path();
+        let mut tags: Vec<&str> = EPOCH_TAGS.to_vec();
+        tags.sort();
+
+        let baseline = read_run(&runs.join("baseline")).unwrap();
+        let series = scalar_series(&baseline);
+        assert_eq!(series.keys().map(String::as_str).collect::<Vec<_>>(), tags);
+        for points in series.values() {
+            assert_eq!(points.iter().map(|p| p.0).collect::<Vec<_>>(), [1, 2]);
+        }
+        // The values are the history's, rounded to f32.
+        let resume = std::fs::read_to_string(work.path().join("baseline").join(RESUME_JSON)).unwrap();
+        let info: ResumeInfo = serde_json::from_str(&resume).unwrap();
+        let val_acc: Vec<f32> = info
+            .history
+            .epochs
+            .iter()
+            .map(|e| e.val_accuracy as f32)
+            .collect();
+        assert_eq!(
+            series["val/accuracy"].iter().map(|p| p.1).collect::<Vec<_>>(),
+            val_acc
+        );
+        let hp = run_hparams(&baseline).unwrap();
+        assert_eq!(hp["optimizer"], HParamValue::Text("sgd".into()));
+        assert_eq!(hp["optimizer.lr"], HParamValue::Number(0.01));
+        assert_eq!(hp["epochs"], HParamValue::Number(2.0));
+        assert_eq!(hp["batch_size"], HParamValue::Number(40.0));
+        assert_eq!(hp["seed"], HParamValue::Number(0.0));
+        assert_eq!(hp["model"], HParamValue::Text("Net".into()));
+
+        let resumed_dir = runs.join("resumed");
+        assert_eq!(event_files(&resumed_dir).unwrap().len(), 2);
+        let resumed = read_run(&resumed_dir).unwrap();
+        for points in scalar_series(&resumed).values() {
+            assert_eq!(points.iter().map(|p| p.0).collect::<Vec<_>>(), [1, 2]);
+        }
+        let restarts: Vec<i64> = resumed
+            .iter()
+            .filter(|e| e.what == EventKind::SessionLog(SessionStatus::Start))
+            .map(|e| e.step)
+            .collect();
+        assert_eq!(restarts, [1, 2], "each process marks where it starts");
+        assert_eq!(
+            run_hparams(&resumed).unwrap()["optimizer.lr"],
+            HParamValue::Number(0.05)
+        );
+
+        // Training from scratch again replaces the log rather than adding a third file.
+        let work = tempfile::tempdir().unwrap();
+        write_tensorboard_runs(runs, work.path());
+        assert_eq!(event_files(&runs.join("baseline")).unwrap().len(), 1);
+        assert_eq!(event_files(&resumed_dir).unwrap().len(), 2);
+    }
+
+    /// tests/fixtures/tensorboard/check_output.txt as (run, scalar tag, steps) and (run, hparam, value).
+    type BoardSummary = (
+        BTreeMap<(String, String), Vec<i64>>,
+        BTreeMap<(String, String), HParamValue>,
+    );
+
+    fn parse_check_output(text: &str) -> BoardSummary {
+        let (mut scalars, mut hparams) = (BTreeMap::new(), BTreeMap::new());
+        let mut run = String::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            if let Some(name) = line.strip_prefix("run ") {
+                run = name.to_string();
+            } else if let Some(rest) = line.trim_start().strip_prefix("scalar ") {
+                let (tag, steps) = rest.split_once(": ").unwrap();
+                let steps = steps.split_once("steps ").unwrap().1;
+                let steps: Vec<i64> = serde_json::from_str(steps).unwrap();
+                scalars.insert((run.clone(), tag.to_string()), steps);
+            } else if let Some(rest) = line.trim_start().strip_prefix("hparam ") {
+                let (key, value) = rest.split_once(" = ").unwrap();
+                let value = match serde_json::from_str::<serde_json::Value>(value).unwrap() {
+                    serde_json::Value::Number(n) => HParamValue::Number(n.as_f64().unwrap()),
+                    serde_json::Value::String(s) => HParamValue::Text(s),
+                    serde_json::Value::Bool(b) => HParamValue::Bool(b),
+                    other => panic!("hparam {key}: {other}"),
+                };
+                hparams.insert((run.clone(), key.to_string()), value);
+            }
+        }
+        (scalars, hparams)
+    }
+
+    #[test]
+    fn tensorboards_reading_in_the_fixture_matches_what_training_writes_now() {
+        let fixture = include_str!("../../tests/fixtures/tensorboard/check_output.txt");
+        let (want_scalars, want_hparams) = parse_check_output(fixture);
+        assert!(want_scalars.len() >= 12 && want_hparams.len() >= 10, "{fixture}");
+
+        let (runs, work) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        write_tensorboard_runs(runs.path(), work.path());
+        let (mut scalars, mut hparams) = (BTreeMap::new(), BTreeMap::new());
+        for run in ["baseline", "resumed"] {
+            let events = crate::tensorboard::read_run(&runs.path().join(run)).unwrap();
+            for (tag, points) in crate::tensorboard::scalar_series(&events) {
+                scalars.insert(
+                    (run.to_string(), tag),
+                    points.iter().map(|p| p.0).collect::<Vec<_>>(),
+                );
+            }
+            for (key, value) in crate::tensorboard::run_hparams(&events).unwrap() {
+                hparams.insert((run.to_string(), key), value);
+            }
+        }
+        assert_eq!(scalars, want_scalars);
+        assert_eq!(hparams, want_hparams);
+    }
+
+    /// Writes the logdir that scripts/check_tensorboard.py reads for the fixture:
+    /// `LABPIPE_TENSORBOARD_LOGDIR=/tmp/tb cargo test --lib write_tensorboard_fixture_logdir -- --ignored`.
+    #[test]
+    #[ignore = "writes the fixture's event files; see tests/fixtures/tensorboard/check_output.txt"]
+    fn write_tensorboard_fixture_logdir() {
+        let logdir = std::env::var_os("LABPIPE_TENSORBOARD_LOGDIR").expect("LABPIPE_TENSORBOARD_LOGDIR");
+        let work = tempfile::tempdir().unwrap();
+        write_tensorboard_runs(Path::new(&logdir), work.path());
     }
 }

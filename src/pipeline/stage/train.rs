@@ -69,6 +69,17 @@ pub(crate) fn user_path(path: &[Seg]) -> String {
     }
 }
 
+/// Copy the history into `run_files` (`runs/<pipeline>/<run>/`), a path that does not change with the key;
+/// returns where it went.
+pub fn publish_history(trained: &TrainArtifacts, run_files: &Path) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(run_files)?;
+    let dest = run_files.join(HISTORY_CSV);
+    let tmp = dest.with_extension(format!("csv.tmp-{}", std::process::id()));
+    std::fs::copy(&trained.history_csv, &tmp)?;
+    std::fs::rename(&tmp, &dest)?;
+    Ok(dest)
+}
+
 /// Epochs an unfinished build in `partial` has checkpointed: what the next `run` resumes after.
 pub fn resume_progress(partial: &Path) -> Option<usize> {
     trainer::resume_progress(partial)
@@ -95,6 +106,7 @@ pub(crate) fn build(
     data: &PreparedData,
     compute: &Compute,
     dir: &Path,
+    tensorboard: PathBuf,
 ) -> Result<Option<String>, StageFailure> {
     let label = run.label();
     let job = TrainJob {
@@ -112,6 +124,7 @@ pub(crate) fn build(
         last_file: &dir.join(LAST),
         quiet: compute.quiet,
         interrupt: compute.interrupt.clone(),
+        tensorboard: Some(tensorboard),
     };
     let outcome = trainer::train(&job)?;
     write_json(dir, HISTORY_JSON, &outcome.history)?;
