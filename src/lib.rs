@@ -15,6 +15,7 @@ pub mod model;
 pub mod pipeline;
 pub mod report;
 pub mod rng;
+pub mod slurm;
 pub mod spec;
 pub mod summary;
 pub mod train;
