@@ -17,6 +17,7 @@ pub mod out_dir;
 pub mod pipeline;
 pub mod report;
 pub mod rng;
+pub mod slurm;
 pub mod spec;
 pub mod summary;
 pub mod tensorboard;
