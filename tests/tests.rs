@@ -14,6 +14,7 @@ mod cli;
 mod device_selection;
 mod report;
 mod state_dict_parity;
+mod status_device;
 mod summary_seed;
 mod train_parity;
 mod training;

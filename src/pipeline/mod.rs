@@ -227,7 +227,7 @@ impl<'a> Executor<'a> {
                     }
                 }
                 Err(e) if e.is_interrupt() => {
-                    let msg = match &e.source {
+                    let msg = match &*e.source {
                         StageFailure::Train(crate::train::trainer::TrainError::Interrupted {
                             epochs_done,
                         }) => {
@@ -291,7 +291,8 @@ impl<'a> Executor<'a> {
     ) -> Result<T, StageFailure> {
         let key = keys.get(stage);
         let dir = self.store.lookup(key).map_err(|m| StageFailure::Upstream {
-            key: key.clone(),
+            stage: key.stage.clone(),
+            key: key.key.clone(),
             why: match m {
                 Miss::Absent => "not in the cache".into(),
                 Miss::Corrupt(w) => w,
@@ -325,7 +326,7 @@ impl<'a> Executor<'a> {
         keys: &StageKeys,
         prepared: &mut Option<PreparedData>,
     ) -> Result<Built, StageError> {
-        let at = |source: StageFailure| StageError { stage, source };
+        let at = |source: StageFailure| StageError::new(stage, source);
         let key = keys.get(stage);
         let lock = self
             .store
@@ -384,7 +385,7 @@ impl<'a> Executor<'a> {
         run: &RunSpec,
         checkpoint: Option<&Path>,
     ) -> Result<(PathBuf, TestMetrics), StageError> {
-        let at = |stage| move |source: StageFailure| StageError { stage, source };
+        let at = |stage| move |source: StageFailure| StageError::new(stage, source);
         let keys = self.keys(run).map_err(|e| at(Stage::Dataset)(e.into()))?;
         let path = match checkpoint {
             Some(p) => p.to_path_buf(),

@@ -5,6 +5,7 @@
 //! and waits for the end, and `record` keeps in the submission folder which jobs were submitted and which
 //! run each element trains. Nothing here trains: each element runs `labpipe run` for its one run.
 
+pub mod job;
 pub mod options;
 pub mod queue;
 mod quote;
@@ -15,8 +16,9 @@ pub mod submit;
 #[cfg(test)]
 mod cluster_tests;
 
+pub use job::{JobId, Submission, log_path};
 pub use options::{MemSize, OptionsError, SlurmOptions, TimeLimit};
 pub use queue::{Element, QueueError, TaskState, WaitOptions};
 pub use record::{RecordError, SubmissionRecord};
-pub use script::{ArrayJob, ArrayTask, ReportJob, RunSelector, ScriptError, log_path, submission_dir};
-pub use submit::{JobId, SlurmTools, Submission, SubmitError};
+pub use script::{ArrayJob, ArrayTask, ReportJob, RunSelector, ScriptError, submission_dir};
+pub use submit::{SlurmTools, SubmitError};

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::job::{JobId, Submission};
 use super::script::ArrayTask;
-use super::submit::{JobId, Submission};
 
 /// The record's file name in a submission folder.
 pub const RECORD_FILE: &str = "submission.json";

@@ -7,9 +7,9 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use super::job::JobId;
 use super::options::{OptionsError, SlurmOptions};
 use super::quote::{sbatch_word, shell_word};
-use super::submit::JobId;
 
 /// The job array's script file name in its submission folder.
 pub const ARRAY_SCRIPT: &str = "array.sbatch";
@@ -198,15 +198,6 @@ fn utc_stamp(secs: u64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
-}
-
-/// Where Slurm writes a job's output in a submission folder: `<job>_<index>.out` for an array element
-/// (`%A_%a.out`), `<job>.out` for a single job (`%j.out`).
-pub fn log_path(dir: &Path, job: JobId, index: Option<u32>) -> PathBuf {
-    match index {
-        Some(i) => dir.join(format!("{job}_{i}.out")),
-        None => dir.join(format!("{job}.out")),
-    }
 }
 
 fn absolute(path: &Path) -> Result<PathBuf, ScriptError> {
@@ -692,12 +683,5 @@ exec '/opt/labpipe/bin/labpipe' report '/lab/pipelines/ci.yaml' '/lab/pipelines/
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o755
         );
-    }
-
-    #[test]
-    fn log_paths_follow_the_output_patterns() {
-        let dir = Path::new("/o/slurm/s");
-        assert_eq!(log_path(dir, JobId(7), Some(2)), Path::new("/o/slurm/s/7_2.out"));
-        assert_eq!(log_path(dir, JobId(8), None), Path::new("/o/slurm/s/8.out"));
     }
 }

@@ -1,7 +1,7 @@
 //! What stages read and write: typed errors for a missing or damaged artifact, the JSON artifact helpers,
 //! and `StageFailure`, the leaf error of a stage that could not be built.
 
-use crate::cache::{CacheError, StageKey};
+use crate::cache::CacheError;
 use crate::data::error::DataError;
 use crate::figure::FigureError;
 use crate::model::checkpoint::CheckpointError;
@@ -97,10 +97,12 @@ pub enum StageFailure {
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),
     /// A stage this one consumes is not complete.
-    #[error("the {} stage it needs is unavailable ({why})", key.stage)]
+    #[error("the {stage} stage it needs (key {key}) is unavailable ({why})")]
     Upstream {
-        /// The upstream stage's key.
-        key: StageKey,
+        /// The upstream stage's name.
+        stage: String,
+        /// Its key.
+        key: String,
         /// Why.
         why: String,
     },

@@ -108,15 +108,23 @@ impl fmt::Display for Stage {
 pub struct StageError {
     /// Which stage.
     pub stage: Stage,
-    /// What went wrong.
+    /// What went wrong (boxed: stage errors travel through every `Result` of the executor).
     #[source]
-    pub source: StageFailure,
+    pub source: Box<StageFailure>,
 }
 
 impl StageError {
+    /// `source` happened in `stage`.
+    pub fn new(stage: Stage, source: StageFailure) -> Self {
+        StageError {
+            stage,
+            source: Box::new(source),
+        }
+    }
+
     /// True when Ctrl-C stopped training (the work directory is kept to resume).
     pub fn is_interrupt(&self) -> bool {
-        matches!(self.source, StageFailure::Train(TrainError::Interrupted { .. }))
+        matches!(*self.source, StageFailure::Train(TrainError::Interrupted { .. }))
     }
 }
 
