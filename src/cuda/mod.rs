@@ -296,7 +296,7 @@ pub(crate) fn max_pool_backward(
     Ok(dx)
 }
 
-/// Adam's f32 scalars in kernels.cu's argument order (see `optim::AdamF32`).
+/// Adam's f32 scalars in kernels.cu's argument order (see `train::optim::scalars::AdamF32`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct AdamArgs {
     pub decay: Option<f32>,
@@ -351,7 +351,7 @@ pub(crate) fn adam_update(
     Ok(())
 }
 
-/// SGD's f32 scalars (see `optim::SgdF32`).
+/// SGD's f32 scalars (see `train::optim::scalars::SgdF32`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SgdArgs {
     pub weight_decay: Option<f32>,
