@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::submit::{JobId, SlurmTools, Submission};
+use super::job::{JobId, Submission};
+use super::submit::SlurmTools;
 
 /// Where a job or array element stands, from Slurm's JobState (and Reason and ExitCode where they matter).
 #[derive(Debug, Clone, PartialEq, Eq)]

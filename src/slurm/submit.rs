@@ -1,49 +1,11 @@
 //! Handing a batch script to Slurm: `sbatch --parsable`.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::str::FromStr;
 
+use super::job::{JobId, Submission};
 use super::record::{RecordError, SubmissionRecord};
-use super::script::{ArrayJob, ReportJob, ScriptError, log_path};
-
-/// A Slurm job ID, as sbatch prints it (for an array: the ID of the whole array, `%A`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct JobId(pub u64);
-
-impl fmt::Display for JobId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-impl FromStr for JobId {
-    type Err = std::num::ParseIntError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        s.parse().map(JobId)
-    }
-}
-
-/// A job labpipe submitted: its ID and the folder that holds its script and logs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Submission {
-    /// The job's (for an array: the whole array's) ID.
-    pub id: JobId,
-    /// The batch script sbatch was given.
-    pub script: PathBuf,
-    /// The submission folder; logs are `<id>_<index>.out` (array) or `<id>.out` (single job).
-    pub dir: PathBuf,
-}
-
-impl Submission {
-    /// The log file of array element `index`, or of the job itself for `None`.
-    pub fn log_path(&self, index: Option<u32>) -> PathBuf {
-        log_path(&self.dir, self.id, index)
-    }
-}
+use super::script::{ArrayJob, ReportJob, ScriptError};
 
 /// The Slurm client programs labpipe runs. `from_path` finds them on PATH; tests point at stand-ins.
 #[derive(Debug, Clone, PartialEq, Eq)]
