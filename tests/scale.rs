@@ -299,3 +299,50 @@ fn slurm_section_flags_and_refusals() {
         stderr(&o)
     );
 }
+
+#[test]
+fn ctrl_c_stops_every_child_and_each_run_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let two_runs = format!(
+        "{}experiments:\n  baseline: {{}}\n  slow: {{train.optimizer.lr: 0.003}}\n",
+        crate::util::pipeline::long_pipeline("two", 6)
+    );
+    write(dir, "p.yaml", &two_runs);
+    let out = dir.join("out");
+    let log = dir.join("jobs.log");
+    let mut parent = spawn(dir, &["run", "p.yaml", "--out", "out", "--jobs", "2"], &log);
+    // Both children have checkpointed an epoch: both trainings are under way.
+    let checkpointed = || {
+        crate::util::cache::stage_dirs(&out, "train")
+            .iter()
+            .filter(|d| out.join("cache/train").join(d).join("resume.json").is_file())
+            .count()
+    };
+    crate::util::binary::wait_for(120, "both children to checkpoint an epoch", || {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        checkpointed() == 2
+    });
+    crate::util::binary::signal(&parent, libc::SIGINT);
+    let status = parent.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(130), "{text}");
+    assert!(text.contains("[baseline] interrupted after"), "{text}");
+    assert!(text.contains("[slow] interrupted after"), "{text}");
+    assert_eq!(checkpointed(), 2, "{text}");
+
+    let o = labpipe(dir, &["run", "p.yaml", "--out", "out", "--jobs", "2"]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("[baseline]   baseline: resuming after epoch"),
+        "{err}"
+    );
+    assert!(err.contains("[slow]   slow: resuming after epoch"), "{err}");
+    // Bit for bit what one uninterrupted process gives.
+    let whole = tempfile::tempdir().unwrap();
+    write(whole.path(), "p.yaml", &two_runs);
+    let o = labpipe(whole.path(), &["run", "p.yaml", "--out", "out", "--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same_outs(&whole.path().join("out"), &out);
+}
