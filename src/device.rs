@@ -60,6 +60,121 @@ pub enum DeviceError {
     },
 }
 
+/// `--device` of `run --jobs`: one device for every run, or a list of GPUs that the runs are spread over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceSet {
+    /// Every run on this device (`auto`, `cpu`, `cuda`, `cuda:N`).
+    One(DeviceRequest),
+    /// These GPUs, in this order (`cuda:0,cuda:2`).
+    Gpus(Vec<usize>),
+    /// Every GPU this machine has (`cuda:all`).
+    AllGpus,
+}
+
+/// Why a `--device` list cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceSetError {
+    /// An entry is not a device.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// A list names something other than GPUs (`cpu,cuda:0`, `auto,cuda:1`).
+    #[error(
+        "bad device list `{given}`: a list names GPUs only, e.g. cuda:0,cuda:1 (or cuda:all);          `{entry}` is not one"
+    )]
+    NotAGpu {
+        /// The whole list.
+        given: String,
+        /// The entry that is not `cuda:N`.
+        entry: String,
+    },
+    /// A GPU is listed twice.
+    #[error("bad device list `{given}`: cuda:{index} is listed twice")]
+    Duplicate {
+        /// The whole list.
+        given: String,
+        /// The GPU.
+        index: usize,
+    },
+}
+
+impl FromStr for DeviceSet {
+    type Err = DeviceSetError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "cuda:all" {
+            return Ok(DeviceSet::AllGpus);
+        }
+        if !s.contains(',') {
+            return Ok(DeviceSet::One(s.parse()?));
+        }
+        let mut gpus = Vec::new();
+        for entry in s.split(',') {
+            match entry.parse()? {
+                DeviceRequest::Cuda(n) if entry != "cuda" => {
+                    if gpus.contains(&n) {
+                        return Err(DeviceSetError::Duplicate {
+                            given: s.to_string(),
+                            index: n,
+                        });
+                    }
+                    gpus.push(n);
+                }
+                _ => {
+                    return Err(DeviceSetError::NotAGpu {
+                        given: s.to_string(),
+                        entry: entry.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(DeviceSet::Gpus(gpus))
+    }
+}
+
+impl DeviceSet {
+    /// The devices the runs go to, each as `--device` takes it (`cpu`, `cuda:1`), after checking that each
+    /// can be opened here: a GPU that is missing, or CUDA support that is not compiled in, is an error now
+    /// rather than in every run. `cuda:all` is every GPU that opens, counting from cuda:0.
+    pub fn resolve(&self) -> Result<Vec<String>, DeviceError> {
+        match self {
+            DeviceSet::One(request) => Ok(vec![name(&choose(*request)?.device)]),
+            DeviceSet::Gpus(gpus) => gpus
+                .iter()
+                .map(|&n| choose(DeviceRequest::Cuda(n)).map(|s| name(&s.device)))
+                .collect(),
+            DeviceSet::AllGpus => {
+                if !cuda_compiled() {
+                    return Err(DeviceError::NotCompiled {
+                        requested: "cuda:all".into(),
+                    });
+                }
+                let mut found = Vec::new();
+                loop {
+                    match open_cuda(found.len()) {
+                        // Only counted: each run opens its own GPU, so this one is closed again at once.
+                        Ok(device) => found.push(name(&device)),
+                        Err(reason) if found.is_empty() => {
+                            return Err(DeviceError::Unavailable {
+                                requested: "cuda:all".into(),
+                                reason,
+                            });
+                        }
+                        Err(_) => return Ok(found),
+                    }
+                }
+            }
+        }
+    }
+
+    /// How many runs go at once when `--jobs` is not given: one per listed GPU, else one.
+    pub fn default_jobs(&self, resolved: &[String]) -> usize {
+        match self {
+            DeviceSet::One(_) => 1,
+            DeviceSet::Gpus(_) | DeviceSet::AllGpus => resolved.len().max(1),
+        }
+    }
+}
+
 impl FromStr for DeviceRequest {
     type Err = DeviceError;
 
@@ -215,6 +330,25 @@ pub fn kind(device: &Device) -> DeviceKind {
     DeviceKind::Cuda
 }
 
+/// The kinds of device a run that asks for `request` may be computed on, wherever it ends up running:
+/// `auto` is the CPU on a machine without a GPU and a GPU elsewhere (a Slurm job may land on either).
+pub fn possible_kinds(request: DeviceRequest) -> Vec<DeviceKind> {
+    #[cfg(feature = "cuda")]
+    let gpu = if crate::cuda::kernels_enabled() {
+        DeviceKind::CudaKernels
+    } else {
+        DeviceKind::Cuda
+    };
+    #[cfg(not(feature = "cuda"))]
+    let gpu = DeviceKind::Cuda;
+    match request {
+        DeviceRequest::Cpu => vec![DeviceKind::Cpu],
+        DeviceRequest::Cuda(_) => vec![gpu],
+        DeviceRequest::Auto if cuda_compiled() => vec![DeviceKind::Cpu, gpu],
+        DeviceRequest::Auto => vec![DeviceKind::Cpu],
+    }
+}
+
 /// The device as a user writes it: `cpu` or `cuda:N`.
 pub fn name(device: &Device) -> String {
     match device.location() {
@@ -257,6 +391,50 @@ mod tests {
                 })
             );
         }
+    }
+
+    #[test]
+    fn device_sets_parse() {
+        assert_eq!("cpu".parse(), Ok(DeviceSet::One(DeviceRequest::Cpu)));
+        assert_eq!("cuda:1".parse(), Ok(DeviceSet::One(DeviceRequest::Cuda(1))));
+        assert_eq!("cuda:all".parse(), Ok(DeviceSet::AllGpus));
+        assert_eq!("cuda:2,cuda:0".parse(), Ok(DeviceSet::Gpus(vec![2, 0])));
+        let err = |s: &str| s.parse::<DeviceSet>().unwrap_err().to_string();
+        assert_eq!(
+            err("cuda:0,cuda:0"),
+            "bad device list `cuda:0,cuda:0`: cuda:0 is listed twice"
+        );
+        assert!(
+            err("cpu,cuda:0").contains("`cpu` is not one"),
+            "{}",
+            err("cpu,cuda:0")
+        );
+        assert!(err("cuda,cuda:1").contains("`cuda` is not one"));
+        assert!(err("cuda:0,").contains("unknown device ``"), "{}", err("cuda:0,"));
+        assert!(err("cuda:0,cuda:x").contains("bad device `cuda:x`"));
+        assert!(err("gpu").contains("unknown device `gpu`"));
+    }
+
+    #[test]
+    fn device_sets_resolve_or_say_why_not() {
+        assert_eq!(
+            DeviceSet::One(DeviceRequest::Cpu).resolve(),
+            Ok(vec!["cpu".to_string()])
+        );
+        if !cuda_compiled() {
+            let e = DeviceSet::Gpus(vec![0, 1]).resolve().unwrap_err().to_string();
+            assert!(
+                e.contains("`cuda:0` requested, but this labpipe was built without CUDA"),
+                "{e}"
+            );
+            let e = DeviceSet::AllGpus.resolve().unwrap_err().to_string();
+            assert!(
+                e.contains("`cuda:all` requested, but this labpipe was built without CUDA"),
+                "{e}"
+            );
+        }
+        // No machine has GPU 4096: a listed GPU that is missing is an error.
+        assert!(DeviceSet::Gpus(vec![4096]).resolve().is_err());
     }
 
     #[test]

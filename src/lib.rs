@@ -11,6 +11,7 @@ pub(crate) mod cuda;
 pub mod data;
 pub mod device;
 pub mod figure;
+pub mod launch;
 pub mod memory;
 pub mod model;
 pub mod out_dir;

@@ -63,6 +63,16 @@ impl OutDir {
         self.pipeline_runs(pipeline).join(path_component(run))
     }
 
+    /// `slurm/`: one folder per Slurm submission (its batch scripts, `submission.json`, the jobs' logs).
+    pub fn slurm(&self) -> PathBuf {
+        self.root.join("slurm")
+    }
+
+    /// `report/`: where the report job of `run --executor slurm --then-report` writes report.md.
+    pub fn report(&self) -> PathBuf {
+        self.root.join("report")
+    }
+
     /// `tensorboard/<pipeline>/<run>/`: a run's TensorBoard event files (`tensorboard --logdir out/tensorboard`).
     pub fn tensorboard(&self, pipeline: &str, run: &str) -> PathBuf {
         self.root

@@ -13,6 +13,8 @@ mod cifar10_download;
 mod cli;
 mod device_selection;
 mod report;
+mod scale;
+mod slurm_cluster;
 mod state_dict_parity;
 mod status_device;
 mod summary_seed;

@@ -7,3 +7,4 @@ pub mod files;
 pub mod fixtures;
 pub mod http_server;
 pub mod pipeline;
+pub mod scale;

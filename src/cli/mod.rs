@@ -3,8 +3,10 @@
 mod bench;
 mod clean;
 mod eval;
+mod launch;
 mod plan;
 mod report;
+mod slurm_status;
 mod status;
 
 use anyhow::{Context, Result, anyhow};
@@ -46,7 +48,7 @@ enum Command {
         /// Output directory (cache and run records).
         #[arg(long, default_value = "out")]
         out: PathBuf,
-        /// auto, cpu, cuda or cuda:N.
+        /// auto, cpu, cuda or cuda:N; with --jobs also GPU lists: cuda:0,cuda:1 or cuda:all (a run per GPU).
         #[arg(long, default_value = "auto")]
         device: String,
         /// Data worker threads (default: the number of cores).
@@ -58,6 +60,8 @@ enum Command {
         /// No progress output.
         #[arg(long, short)]
         quiet: bool,
+        #[command(flatten)]
+        launch: launch::LaunchArgs,
     },
     /// Print what `run` would do for each run and stage, and why.
     Plan {
@@ -287,6 +291,7 @@ fn dispatch(cli: Cli) -> Result<i32, Exit> {
             workers,
             dry_run,
             quiet,
+            launch: launch_args,
         } => {
             let loaded = pipelines
                 .iter()
@@ -294,6 +299,19 @@ fn dispatch(cli: Cli) -> Result<i32, Exit> {
                 .collect::<Result<Vec<_>, _>>()?;
             if dry_run {
                 return plan::plan(&loaded, &select.only, &out, &device(&dev)?);
+            }
+            let chosen = launch::selection(&loaded, &select.only, &launch_args.runs)?;
+            let request = launch::RunRequest {
+                loaded: &loaded,
+                chosen: &chosen,
+                overrides: &select.set,
+                out: &out,
+                device: &dev,
+                workers,
+                quiet,
+            };
+            if let Some(code) = launch::launch(&request, &launch_args)? {
+                return Ok(code);
             }
             let opts = Options {
                 out,
@@ -306,9 +324,8 @@ fn dispatch(cli: Cli) -> Result<i32, Exit> {
             let mut exec = Executor::new(&opts);
             let mut failed = Vec::new();
             let mut interrupted = false;
-            for p in &loaded {
-                let runs = selected(p, &select.only)?;
-                for o in exec.run_pipeline(p, &runs) {
+            for (p, runs) in loaded.iter().zip(&chosen) {
+                for o in exec.run_pipeline(p, runs) {
                     let trained = o
                         .stages
                         .iter()

@@ -77,6 +77,10 @@ pub fn status(files: &[PathBuf], out: &Path, as_json: bool) -> Result<i32, Exit>
             "test_accuracy": metrics.as_ref().map(|m| m.accuracy),
         }));
     }
+    let queue_note = super::slurm_status::annotate(&mut rows, out);
+    if let Some(note) = &queue_note {
+        eprintln!("{note}");
+    }
     if as_json {
         println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
         return Ok(0);
@@ -103,7 +107,7 @@ pub fn status(files: &[PathBuf], out: &Path, as_json: bool) -> Result<i32, Exit>
                 .unwrap_or_else(|| "-".into())
         };
         println!(
-            "{}/{}: {} | {} | epochs {}/{} | best val {} (epoch {}) | test {}",
+            "{}/{}: {} | {} | epochs {}/{} | best val {} (epoch {}) | test {}{}",
             r["pipeline"].as_str().unwrap_or(""),
             r["run"].as_str().unwrap_or(""),
             r["status"].as_str().unwrap_or(""),
@@ -122,6 +126,7 @@ pub fn status(files: &[PathBuf], out: &Path, as_json: bool) -> Result<i32, Exit>
                 .map(|v| v.to_string())
                 .unwrap_or_else(|| "-".into()),
             num(&r["test_accuracy"]),
+            super::slurm_status::column(r),
         );
     }
     Ok(0)

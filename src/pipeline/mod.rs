@@ -81,12 +81,22 @@ pub struct Executor<'a> {
     fingerprints: Fingerprints,
 }
 
-/// How a stage that was not in the cache at first came to be complete.
+/// How a stage that was not in the cache at first came to be complete, or why it is not yet.
 enum Built {
     /// This process ran it; `Some(message)` when training diverged.
     Ran(Option<String>),
     /// Another process completed it while this one waited for the stage's lock.
     ByOther(StageDir),
+    /// Another live process holds the stage's lock, and this one was told not to wait for it.
+    Busy,
+}
+
+/// One try at a run: finished (for better or worse), or left for later because another process is on it.
+enum Attempt {
+    /// Every stage was looked at; the run's record is written.
+    Finished(RunOutcome),
+    /// Another live labpipe process is building this stage of it; nothing was recorded.
+    Busy(Stage),
 }
 
 impl<'a> Executor<'a> {
@@ -125,34 +135,76 @@ impl<'a> Executor<'a> {
         Ok(d)
     }
 
-    /// Run every stage of every run in `pipeline`, isolating failures.
+    /// Run every stage of every run in `pipeline`, isolating failures; outcomes come back in `runs` order.
+    ///
+    /// Several labpipe processes on one out directory share the work: a run whose next stage another live
+    /// process is building is left for later, and this process takes the next run. When every run left is
+    /// busy so, it looks again every half second; the last run left is waited for on its lock. A run taken
+    /// up again finds what the other process built in the cache (or resumes its work, if that one died).
     pub fn run_pipeline(&mut self, pipeline: &Pipeline, runs: &[&RunSpec]) -> Vec<RunOutcome> {
-        let mut out = Vec::new();
-        for run in runs {
-            let outcome = self.run_one(pipeline, run);
-            let interrupted = outcome.status == RunStatus::Interrupted;
-            out.push(outcome);
-            if interrupted {
-                break;
+        let mut done: Vec<(usize, RunOutcome)> = Vec::new();
+        let mut left: Vec<usize> = (0..runs.len()).collect();
+        let mut announced = vec![false; runs.len()];
+        'passes: while !left.is_empty() {
+            let may_skip = left.len() > 1;
+            let mut busy = Vec::new();
+            for &i in &left {
+                match self.run_one(pipeline, runs[i], may_skip) {
+                    Attempt::Busy(stage) => {
+                        if !std::mem::replace(&mut announced[i], true) {
+                            self.say(
+                                &runs[i].name,
+                                stage,
+                                "busy: another labpipe process is building it; taking the next run first",
+                            );
+                        }
+                        busy.push(i);
+                    }
+                    Attempt::Finished(outcome) => {
+                        let interrupted = outcome.status == RunStatus::Interrupted;
+                        done.push((i, outcome));
+                        if interrupted {
+                            break 'passes;
+                        }
+                    }
+                }
             }
+            if busy.len() == left.len() {
+                // Every run left is another process's for now.
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                if self.opts.interrupt.load(Ordering::SeqCst) {
+                    // Ctrl-C while the others work: these runs stop here (nothing of them was started).
+                    done.extend(busy.iter().map(|&i| {
+                        let stages = Stage::ALL.iter().map(|&s| (s, StageOutcome::Skipped)).collect();
+                        let status = RunStatus::Interrupted;
+                        let name = runs[i].name.clone();
+                        (i, RunOutcome { name, status, stages })
+                    }));
+                    break;
+                }
+            }
+            left = busy;
         }
-        out
+        done.sort_by_key(|(i, _)| *i);
+        done.into_iter().map(|(_, o)| o).collect()
     }
 
-    fn run_one(&mut self, pipeline: &Pipeline, run: &RunSpec) -> RunOutcome {
+    /// One run's stages in order. With `may_skip`, a stage whose lock another live process holds ends the
+    /// attempt ([`Attempt::Busy`]) instead of waiting for it.
+    fn run_one(&mut self, pipeline: &Pipeline, run: &RunSpec, may_skip: bool) -> Attempt {
         let device = crate::device::kind(&self.opts.device);
         let keys = match source::ensure_present(&run.data, !self.opts.quiet).and_then(|()| self.keys(run)) {
             Ok(k) => k,
             Err(e) => {
                 let message = e.to_string();
-                return RunOutcome {
+                return Attempt::Finished(RunOutcome {
                     name: run.name.clone(),
                     status: RunStatus::Failed {
                         stage: Stage::Dataset,
                         message: message.clone(),
                     },
                     stages: vec![(Stage::Dataset, StageOutcome::Failed(message))],
-                };
+                });
             }
         };
         let record = |status: RunStatus| RunRecord {
@@ -199,7 +251,8 @@ impl<'a> Executor<'a> {
                 Err(Miss::Absent) => {}
             }
             let started = Instant::now();
-            match self.build_stage(stage, run, &keys, &mut prepared) {
+            match self.build_stage(stage, run, &keys, &mut prepared, !may_skip) {
+                Ok(Built::Busy) => return Attempt::Busy(stage),
                 Ok(Built::ByOther(dir)) => {
                     self.say(
                         &run.name,
@@ -275,11 +328,11 @@ impl<'a> Executor<'a> {
         {
             eprintln!("{}: could not write the run record: {e}", run.name);
         }
-        RunOutcome {
+        Attempt::Finished(RunOutcome {
             name: run.name.clone(),
             status,
             stages: stages_out,
-        }
+        })
     }
 
     /// A complete upstream stage's artifacts.
@@ -318,26 +371,34 @@ impl<'a> Executor<'a> {
         Ok(cache.insert(prepared))
     }
 
-    /// Build one stage under its lock.
+    /// Build one stage under its lock. When another process holds the lock: wait for it with `wait`,
+    /// else return [`Built::Busy`] at once.
     fn build_stage(
         &mut self,
         stage: Stage,
         run: &RunSpec,
         keys: &StageKeys,
         prepared: &mut Option<PreparedData>,
+        wait: bool,
     ) -> Result<Built, StageError> {
         let at = |source: StageFailure| StageError::new(stage, source);
         let key = keys.get(stage);
-        let lock = self
-            .store
-            .lock_or_wait(key, || {
+        let lock = if wait {
+            self.store.lock_or_wait(key, || {
                 self.say(
                     &run.name,
                     stage,
                     "waiting: another labpipe process is building this stage",
                 )
             })
-            .map_err(|e| at(e.into()))?;
+        } else {
+            match self.store.try_lock(key) {
+                Ok(Some(lock)) => Ok(lock),
+                Ok(None) => return Ok(Built::Busy),
+                Err(e) => Err(e),
+            }
+        }
+        .map_err(|e| at(e.into()))?;
         // Another process may have finished this stage while we waited for the lock.
         if let Ok(dir) = self.store.lookup(key) {
             return Ok(Built::ByOther(dir));
@@ -400,7 +461,7 @@ impl<'a> Executor<'a> {
             }
         };
         if self.store.lookup(&keys.dataset).is_err() {
-            self.build_stage(Stage::Dataset, run, &keys, &mut None)?;
+            self.build_stage(Stage::Dataset, run, &keys, &mut None, true)?;
         }
         let mut prepared = None;
         let data = self

@@ -1,4 +1,4 @@
-//! A submitted Slurm job: its ID, its folder, and where Slurm writes its logs.
+//! A submitted job: its ID and the folder of its script and logs (the leaf the other files build on).
 
 use std::fmt;
 use std::path::{Path, PathBuf};

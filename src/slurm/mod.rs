@@ -1,6 +1,6 @@
 //! Running a pipeline's runs as a Slurm job array, and following it.
 //!
-//! `options` reads what to ask Slurm for, `script` writes the batch scripts (one array element per run, and a
+//! `job` names a submitted job, `options` reads what to ask Slurm for, `script` writes the batch scripts (one array element per run, and a
 //! report job after them), `submit` hands them to sbatch, `queue` reads each element's state from scontrol
 //! and waits for the end, and `record` keeps in the submission folder which jobs were submitted and which
 //! run each element trains. Nothing here trains: each element runs `labpipe run` for its one run.

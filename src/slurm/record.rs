@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::job::{JobId, Submission};
 use super::script::ArrayTask;
+use crate::out_dir::OutDir;
 
 /// The record's file name in a submission folder.
 pub const RECORD_FILE: &str = "submission.json";
@@ -73,10 +74,30 @@ impl SubmissionRecord {
     /// The newest submission folder under `<out>/slurm/` that has a record, with the record; `None` when
     /// nothing was ever submitted from this out directory.
     pub fn latest(out: &Path) -> Result<Option<(PathBuf, SubmissionRecord)>, RecordError> {
-        let parent = out.join("slurm");
+        match Self::folders(out)?.pop() {
+            Some(dir) => {
+                let record = SubmissionRecord::load(&dir)?;
+                Ok(Some((dir, record)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Every submission folder under `<out>/slurm/` that has a readable record, oldest first, with its
+    /// record (a damaged record is left out).
+    pub fn all(out: &Path) -> Result<Vec<(PathBuf, SubmissionRecord)>, RecordError> {
+        Ok(Self::folders(out)?
+            .into_iter()
+            .filter_map(|dir| SubmissionRecord::load(&dir).ok().map(|r| (dir, r)))
+            .collect())
+    }
+
+    /// The submission folders that have a record file, oldest first.
+    fn folders(out: &Path) -> Result<Vec<PathBuf>, RecordError> {
+        let parent = OutDir::new(out).slurm();
         let entries = match std::fs::read_dir(&parent) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(source) => return Err(RecordError::Io { path: parent, source }),
         };
         let mut dirs: Vec<PathBuf> = entries
@@ -84,13 +105,7 @@ impl SubmissionRecord {
             .filter(|p| p.join(RECORD_FILE).is_file())
             .collect();
         dirs.sort_by_key(|p| order_key(p));
-        match dirs.pop() {
-            Some(dir) => {
-                let record = SubmissionRecord::load(&dir)?;
-                Ok(Some((dir, record)))
-            }
-            None => Ok(None),
-        }
+        Ok(dirs)
     }
 
     /// The array job as a [`Submission`] of the folder `dir`.
@@ -182,6 +197,17 @@ mod tests {
         let (dir, r) = SubmissionRecord::latest(tmp.path()).unwrap().unwrap();
         assert_eq!(dir.file_name().unwrap(), "20260102-030405-10");
         assert_eq!(r.array_job, JobId(10));
+        let all = SubmissionRecord::all(tmp.path()).unwrap();
+        let names: Vec<String> = all
+            .iter()
+            .map(|(d, _)| d.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 11);
+        assert_eq!(
+            names[..3],
+            ["20260101-235959", "20260102-030405", "20260102-030405-2"]
+        );
+        assert_eq!(names[10], "20260102-030405-10");
     }
 
     #[test]

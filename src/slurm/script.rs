@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use super::job::JobId;
 use super::options::{OptionsError, SlurmOptions};
 use super::quote::{sbatch_word, shell_word};
+use crate::out_dir::OutDir;
 
 /// The job array's script file name in its submission folder.
 pub const ARRAY_SCRIPT: &str = "array.sbatch";
@@ -158,7 +159,7 @@ pub fn submission_dir(out: &Path) -> Result<PathBuf, ScriptError> {
 
 /// [`submission_dir`] with a given stamp.
 pub fn submission_dir_at(out: &Path, stamp: &str) -> Result<PathBuf, ScriptError> {
-    let parent = absolute(&out.join("slurm"))?;
+    let parent = absolute(&OutDir::new(out).slurm())?;
     std::fs::create_dir_all(&parent).map_err(|source| ScriptError::Io {
         path: parent.clone(),
         source,
@@ -322,6 +323,9 @@ impl ArrayJob {
         s += "\ni=${SLURM_ARRAY_TASK_ID:?this script is a Slurm job array: submit it with sbatch}\n";
         s += "[[ -n ${RUN[$i]+set} ]] || { echo \"labpipe: no run for array element $i\" >&2; exit 2; }\n";
         s += "echo \"labpipe: array element $i: run ${RUN[$i]} of ${PIPELINE[$i]}\" >&2\n";
+        // Without cgroups a job sees every core of its node: compute with as many threads as it was given.
+        s += "# Compute with the CPUs Slurm gave this element (--cpus-per-task) unless RAYON_NUM_THREADS is set.\n";
+        s += "if [[ -n ${SLURM_CPUS_PER_TASK:-} && -z ${RAYON_NUM_THREADS:-} ]]; then export RAYON_NUM_THREADS=$SLURM_CPUS_PER_TASK; fi\n";
         s += &format!("exec {}\n", command.join(" "));
         Ok(s)
     }
@@ -453,6 +457,8 @@ PIPELINE[2]='/lab/pipelines/task 1.yaml'; RUN[2]='it'\''s "quoted"'
 i=${SLURM_ARRAY_TASK_ID:?this script is a Slurm job array: submit it with sbatch}
 [[ -n ${RUN[$i]+set} ]] || { echo "labpipe: no run for array element $i" >&2; exit 2; }
 echo "labpipe: array element $i: run ${RUN[$i]} of ${PIPELINE[$i]}" >&2
+# Compute with the CPUs Slurm gave this element (--cpus-per-task) unless RAYON_NUM_THREADS is set.
+if [[ -n ${SLURM_CPUS_PER_TASK:-} && -z ${RAYON_NUM_THREADS:-} ]]; then export RAYON_NUM_THREADS=$SLURM_CPUS_PER_TASK; fi
 exec '/opt/labpipe/bin/labpipe' run "${PIPELINE[$i]}" --out '/lab/out' --only "${RUN[$i]}" -S 'train.epochs=5' -S 'data.augment=[]' '--device' 'cuda'
 "#;
         assert_eq!(ci_job().render().unwrap(), expected);
@@ -485,6 +491,8 @@ PIPELINE[0]='/srv/lab.yaml'; RUN[0]='baseline'
 i=${SLURM_ARRAY_TASK_ID:?this script is a Slurm job array: submit it with sbatch}
 [[ -n ${RUN[$i]+set} ]] || { echo "labpipe: no run for array element $i" >&2; exit 2; }
 echo "labpipe: array element $i: run ${RUN[$i]} of ${PIPELINE[$i]}" >&2
+# Compute with the CPUs Slurm gave this element (--cpus-per-task) unless RAYON_NUM_THREADS is set.
+if [[ -n ${SLURM_CPUS_PER_TASK:-} && -z ${RAYON_NUM_THREADS:-} ]]; then export RAYON_NUM_THREADS=$SLURM_CPUS_PER_TASK; fi
 exec '/usr/bin/labpipe' run "${PIPELINE[$i]}" --out '/srv/my out/100%' --run "${RUN[$i]}"
 "#;
         assert_eq!(job.render().unwrap(), expected);
@@ -584,6 +592,28 @@ exec '/opt/labpipe/bin/labpipe' report '/lab/pipelines/ci.yaml' '/lab/pipelines/
             .unwrap();
         assert_eq!(out.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&out.stderr).contains("no run for array element 9"));
+
+        // An element computes with the CPUs Slurm gave it, unless the user sized rayon's pool.
+        let threads = tmp.path().join("threads");
+        write_script(&threads, "#!/bin/bash\necho \"${RAYON_NUM_THREADS:-unset}\"\n").unwrap();
+        job.labpipe = threads;
+        std::fs::write(&script, job.render().unwrap()).unwrap();
+        let threads_with = |cpus: Option<&str>, rayon: Option<&str>| {
+            let mut c = std::process::Command::new("bash");
+            c.arg(&script).env("SLURM_ARRAY_TASK_ID", "0");
+            c.env_remove("SLURM_CPUS_PER_TASK")
+                .env_remove("RAYON_NUM_THREADS");
+            if let Some(n) = cpus {
+                c.env("SLURM_CPUS_PER_TASK", n);
+            }
+            if let Some(n) = rayon {
+                c.env("RAYON_NUM_THREADS", n);
+            }
+            String::from_utf8(c.output().unwrap().stdout).unwrap()
+        };
+        assert_eq!(threads_with(Some("3"), None), "3\n");
+        assert_eq!(threads_with(Some("3"), Some("5")), "5\n");
+        assert_eq!(threads_with(None, None), "unset\n");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use super::layers::LayerSpec;
 use crate::data::config::DataSpec;
 use crate::model::builtins::Stem;
+use crate::slurm::SlurmOptions;
 use crate::train::config::TrainSpec;
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +28,10 @@ pub struct PipelineFile {
     /// Report settings (titles, figure captions).
     #[serde(default)]
     pub report: Option<serde_json::Value>,
+    /// What to ask Slurm for under `run --executor slurm`. Where runs are computed is not what they are:
+    /// never serialized, so it stays out of the resolved runs, their content IDs and their stage keys.
+    #[serde(default, skip_serializing)]
+    pub slurm: Option<SlurmOptions>,
 }
 
 /// Built-in architectures.

@@ -131,6 +131,8 @@ pub struct Pipeline {
     pub description: Option<String>,
     /// Report settings as written.
     pub report: Option<Value>,
+    /// The `slurm:` section (sbatch options for `run --executor slurm`), if any.
+    pub slurm: Option<crate::slurm::SlurmOptions>,
     /// The runs, deduplicated by content.
     pub runs: Vec<RunSpec>,
     /// Experiment structure: (experiment name, axis paths) for matrix experiments, used by comparison tables.
@@ -289,6 +291,7 @@ pub fn load_str(path: &Path, text: &str, cli_overrides: &[String]) -> Result<Pip
         name: file.name,
         description: file.description,
         report: file.report,
+        slurm: file.slurm,
         runs,
         matrices,
     })

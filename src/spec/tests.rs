@@ -229,3 +229,24 @@ fn unset_optional_fields_can_be_overridden_and_typos_inside_sections_are_caught(
         "{e}"
     );
 }
+
+#[test]
+fn slurm_section_is_read_and_stays_out_of_run_identity() {
+    let base = load(BASE).unwrap();
+    assert_eq!(base.slurm, None);
+    let with = load(&format!(
+        "{BASE}slurm:\n  partition: gpu\n  gres: gpu:1\n  time: 2:00:00\n  extra: [--qos=high]\n"
+    ))
+    .unwrap();
+    let slurm = with.slurm.as_ref().unwrap();
+    assert_eq!(
+        slurm.sbatch_args(),
+        ["--partition=gpu", "--gres=gpu:1", "--time=2:00:00", "--qos=high"]
+    );
+    // Where a run is computed is not what it is: same content ID, same resolved run.
+    assert_eq!(with.runs, base.runs);
+    let e = err(&format!("{BASE}slurm:\n  partiton: gpu\n"));
+    assert!(e.contains("unknown field `partiton`"), "{e}");
+    let e = err(&format!("{BASE}slurm:\n  time: 2h\n"));
+    assert!(e.contains("bad slurm time limit `2h`"), "{e}");
+}
