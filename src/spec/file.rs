@@ -26,7 +26,19 @@ pub struct PipelineFile {
     pub experiments: Option<serde_json::Map<String, serde_json::Value>>,
     /// Report settings (titles, figure captions).
     #[serde(default)]
-    pub report: Option<serde_json::Value>,
+    pub report: Option<ReportSpec>,
+}
+
+/// `report:`: how the pipeline appears in the lab report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSpec {
+    /// The heading of the pipeline's section (default: the template's own).
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Captions of runs' training-curve figures, by run or experiment name.
+    #[serde(default)]
+    pub captions: std::collections::BTreeMap<String, String>,
 }
 
 /// Built-in architectures.
