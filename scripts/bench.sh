@@ -1,25 +1,31 @@
 #!/usr/bin/env bash
 # labpipe against PyTorch on this machine's CPU: builds labpipe --release, then runs `labpipe bench --json`
-# and scripts/bench_torch.py (PyTorch, 2 threads) interleaved — labpipe SimpleCNN, PyTorch SimpleCNN,
+# and scripts/bench_torch.py interleaved, both pinned to the same number of compute threads (BENCH_THREADS,
+# default 2) — labpipe SimpleCNN, PyTorch SimpleCNN,
 # labpipe ResNet-18, PyTorch ResNet-18 — so both see the same machine state, then the quickstart pipeline's
 # data-wait share, and prints a Markdown table (the one in BENCHMARKS.md).
 #
 # Each measurement waits (up to BENCH_WAIT_QUIET s) for other processes to use < 10% of the CPUs and records
 # the load average and the CPU share other processes took while it ran: on a shared machine, report both.
 #
-# Environment: PYTHON (interpreter with torch + torchvision; default python3), BENCH_STEPS (timed steps, 20),
-# BENCH_ROUNDS (repetitions of the interleaved sequence, 1), BENCH_WAIT_QUIET (seconds, 120),
-# BENCH_OUT (where the JSON files go; default target/bench), CARGO_TARGET_DIR.
+# Environment: PYTHON (interpreter with torch + torchvision; default python3), BENCH_THREADS (compute threads of
+# both: labpipe's rayon pool, which Candle's matmuls share, through RAYON_NUM_THREADS, and PyTorch's
+# torch.set_num_threads; default 2), BENCH_STEPS (timed steps, 20), BENCH_ROUNDS (repetitions of the interleaved
+# sequence, 1), BENCH_WAIT_QUIET (seconds, 120), BENCH_OUT (where the JSON files go; default target/bench),
+# CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
+THREADS=${BENCH_THREADS:-2}
 STEPS=${BENCH_STEPS:-20}
 ROUNDS=${BENCH_ROUNDS:-1}
 WAIT=${BENCH_WAIT_QUIET:-120}
 TARGET=${CARGO_TARGET_DIR:-target}
 OUT=${BENCH_OUT:-$TARGET/bench}
 BIN=$TARGET/release/labpipe
+# labpipe's compute threads: rayon's global pool, which Candle's CPU matmuls size themselves by too.
+export RAYON_NUM_THREADS=$THREADS
 
 "$PYTHON" -c 'import torch, torchvision' 2>/dev/null || {
   echo "error: $PYTHON cannot import torch and torchvision; set PYTHON to an interpreter that can" >&2
@@ -43,7 +49,7 @@ for round in $(seq 1 "$ROUNDS"); do
     "$BIN" bench --model "$model" --steps "$STEPS" --wait-quiet "$WAIT" --device cpu --json \
       >"$OUT/labpipe_${model}_r$round.json"
     echo "== round $round: PyTorch $model (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
-    "$PYTHON" scripts/bench_torch.py --only "$torch_keys" --steps "$STEPS" --max-wait "$WAIT" --threads 2 \
+    "$PYTHON" scripts/bench_torch.py --only "$torch_keys" --steps "$STEPS" --max-wait "$WAIT" --threads "$THREADS" \
       --out "$OUT/torch_${model}_r$round.json" >&2
   done
 done
@@ -58,6 +64,12 @@ out, rounds = sys.argv[1], int(sys.argv[2])
 load = lambda name: json.load(open(os.path.join(out, name)))
 mib = lambda b: f"{b / 2**20:.0f} MiB" if b else "n/a"
 share = lambda s: "n/a" if s is None else f"{100 * s:.0f}%"
+# Both sides must have had the same compute threads, or the ratios compare different machines.
+mismatched = [(rnd, model) for rnd in range(1, rounds + 1) for model in ("simple_cnn", "resnet18")
+              if load(f"labpipe_{model}_r{rnd}.json")["threads"]["rayon"]
+              != load(f"torch_{model}_r{rnd}.json")["env"]["threads"]]
+if mismatched:
+    sys.exit(f"error: labpipe and PyTorch ran with different thread counts in {mismatched}: not comparable")
 
 
 def rate(r):

@@ -33,12 +33,14 @@ fn clean_removes_only_what_no_run_uses() {
     let old_train = complete_dir(&out, "train");
     let old_eval = complete_dir(&out, "evaluate");
     let old_plot = complete_dir(&out, "plot");
-    // The run now uses another train key; the first one's train, evaluate and plot entries are unused.
-    assert!(
-        labpipe(dir, &["run", "p.yaml", "-q", "-S", "train.optimizer.lr=0.02"])
-            .status
-            .success()
+    // The run now uses another train key (its file changed; a `-S` run would be a run of its own); the first
+    // one's train, evaluate and plot entries are unused.
+    write(
+        dir,
+        "p.yaml",
+        &pipeline("p", 1, "").replace("lr: 0.01", "lr: 0.02"),
     );
+    assert!(labpipe(dir, &["run", "p.yaml", "-q"]).status.success());
     let cache = out.join("cache");
     let used: Vec<_> = ["dataset", "model", "train", "evaluate", "plot"]
         .iter()
@@ -127,12 +129,8 @@ fn clean_removes_only_what_no_run_uses() {
     drop(lock);
 
     // What runs use is intact: nothing retrains, and the interrupted run resumes.
-    let o = labpipe(dir, &["run", "p.yaml", "-S", "train.optimizer.lr=0.02"]);
-    assert!(
-        stderr(&o).contains("up to date, nothing trained"),
-        "{}",
-        stderr(&o)
-    );
+    let o = labpipe(dir, &["run", "p.yaml"]);
+    assert!(stderr(&o).contains("up to date, nothing ran"), "{}", stderr(&o));
     let o = labpipe(dir, &["run", "q.yaml"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
@@ -140,6 +138,8 @@ fn clean_removes_only_what_no_run_uses() {
         "{}",
         stderr(&o)
     );
+    // Back to the first file: its entries were cleaned, so training would run again, and plan says why.
+    write(dir, "p.yaml", &pipeline("p", 1, ""));
     let o = labpipe(dir, &["plan", "p.yaml"]);
     assert!(
         stdout(&o).contains("train    will run: train.optimizer.lr changed from 0.02 to 0.01"),

@@ -220,7 +220,8 @@ fn wrong_size_is_an_error_and_keeps_nothing() {
     spec.size = Some(archive.len() as u64 - 1);
 
     let err = ensure_cifar10(root.path(), &spec, false).unwrap_err();
-    assert!(matches!(err, DataError::SizeMismatch { .. }), "{err}");
+    // The server announces the size before sending anything: it is refused then, not after the download.
+    assert!(matches!(err, DataError::WrongFile { .. }), "{err}");
     assert!(
         files_under(root.path()).is_empty(),
         "left behind: {:?}",
@@ -582,4 +583,76 @@ fn pipeline_downloads_once_then_everything_is_cached() {
     assert!(second.status.success(), "{err}");
     assert!(!err.contains("ran in") && err.contains("up to date"), "{err}");
     assert_eq!(server.seen().len(), requests, "no second download");
+}
+
+/// A mirror that serves some other file: said so at once with both sizes, not retried, nothing kept.
+#[test]
+fn a_different_file_from_a_mirror_is_named_not_retried_and_not_kept() {
+    let body = vec![7u8; 5000];
+    let server = TestServer::start(vec![(ARCHIVE_PATH, body)], Mode::Full);
+    let root = tempfile::tempdir().unwrap();
+    let spec = DownloadSpec {
+        url: server.url(ARCHIVE_PATH),
+        ..DownloadSpec::cifar10()
+    };
+    let err = ensure_cifar10(root.path(), &spec, false).unwrap_err();
+    assert!(
+        matches!(err, DataError::WrongFile { announced: 5000, .. }),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("sends a file of 5000 bytes")
+            && msg.contains("is 170052171 bytes")
+            && msg.contains("data.md5"),
+        "{msg}"
+    );
+    assert!(!msg.contains("stopped after"), "{msg}");
+    assert_eq!(server.seen().len(), 1, "retried: {:?}", server.seen());
+    assert!(
+        files_under(root.path()).is_empty(),
+        "left behind: {:?}",
+        files_under(root.path())
+    );
+
+    // Resuming a .part against that mirror: the range's total gives it away too.
+    let part = part_path(root.path());
+    fs::create_dir_all(part.parent().unwrap()).unwrap();
+    fs::write(&part, vec![7u8; 100]).unwrap();
+    let err = ensure_cifar10(root.path(), &spec, false).unwrap_err();
+    assert!(
+        matches!(err, DataError::WrongFile { announced: 5000, .. }),
+        "{err}"
+    );
+    assert_eq!(server.seen().last().unwrap().range_start, Some(100));
+    assert!(!part.exists(), "the .part of another file is not kept");
+}
+
+/// `-q` means quiet: no download lines, no progress, no verifying or extracting.
+#[test]
+fn a_quiet_run_prints_nothing_about_the_download() {
+    let ds = labpipe::data::synthetic::generate(10, 4);
+    let archive = tar_gz(&dataset_entries(&ds));
+    let md5 = format!("{:x}", md5::compute(&archive));
+    let server = TestServer::start(vec![(ARCHIVE_PATH, archive)], Mode::Full);
+    let tmp = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "name: dl\ndata:\n  dataset: cifar10\n  root: cifar\n  url: {}\n  md5: {md5}\n  val_split: 2\nmodel:\n  layers:\n    - flatten\n    - linear: {{out_features: 10}}\ntrain:\n  epochs: 1\n  batch_size: 4\n  optimizer: {{name: adam, lr: 0.01}}\n",
+        server.url(ARCHIVE_PATH)
+    );
+    fs::write(tmp.path().join("p.yaml"), yaml).unwrap();
+    let o = labpipe(tmp.path(), &["run", "-q", "--device", "cpu", "p.yaml"]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(err, "", "a quiet run printed");
+    assert!(!server.seen().is_empty());
+    // Not quiet: it says what it downloads.
+    fs::remove_dir_all(tmp.path().join("cifar")).unwrap();
+    fs::remove_dir_all(tmp.path().join("out")).unwrap();
+    let o = labpipe(tmp.path(), &["run", "--device", "cpu", "p.yaml"]);
+    let err = stderr(&o);
+    assert!(
+        err.contains("downloading ") && err.contains("extracting "),
+        "{err}"
+    );
 }

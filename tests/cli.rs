@@ -122,16 +122,26 @@ fn tiny_pipeline_end_to_end_then_cached_then_lr_change() {
     let err = stderr(&o);
     assert!(o.status.success());
     assert!(!err.contains("ran in"), "{err}");
-    assert!(err.contains("up to date, nothing trained"), "{err}");
+    assert!(err.contains("up to date, nothing ran"), "{err}");
 
     // Changing the learning rate re-runs training but not the dataset stage.
     let datasets = stage_dirs(&dir.join("out"), "dataset");
     let o = labpipe(dir, &["run", "p.yaml", "-S", "train.optimizer.lr=0.02"]);
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
-    assert!(err.contains("baseline: dataset  cached"), "{err}");
-    assert!(err.contains("baseline: model    cached"), "{err}");
-    assert!(err.contains("baseline: train    ran in"), "{err}");
+    // A run with overrides is its own run, named with them.
+    assert!(
+        err.contains("baseline[train.optimizer.lr=0.02]: dataset  cached"),
+        "{err}"
+    );
+    assert!(
+        err.contains("baseline[train.optimizer.lr=0.02]: model    cached"),
+        "{err}"
+    );
+    assert!(
+        err.contains("baseline[train.optimizer.lr=0.02]: train    ran in"),
+        "{err}"
+    );
     assert_eq!(stage_dirs(&dir.join("out"), "dataset"), datasets);
     assert_eq!(stage_dirs(&dir.join("out"), "train").len(), 2);
 }

@@ -45,7 +45,7 @@ fn lab_report_from_task_shaped_pipelines() {
     assert!(o.status.success(), "{}", stderr(&o));
 
     let render = |out: &str| {
-        let o = labpipe(dir, &["report", "task1.yaml", "task2.yaml", "--out", out]);
+        let o = labpipe(dir, &["report", "task1.yaml", "task2.yaml", "--to", out]);
         assert!(o.status.success(), "{}", stderr(&o));
         std::fs::read_to_string(dir.join(out).join("report.md")).unwrap()
     };
@@ -120,7 +120,7 @@ fn lab_report_from_task_shaped_pipelines() {
             "report",
             "task1.yaml",
             "task2.yaml",
-            "--out",
+            "--to",
             "rep",
             "--check",
             "rep/report.md",
@@ -134,7 +134,7 @@ fn lab_report_from_task_shaped_pipelines() {
             "report",
             "task1.yaml",
             "task2.yaml",
-            "--out",
+            "--to",
             "rep",
             "--check",
             "rep/report.md",
@@ -149,7 +149,7 @@ fn lab_report_from_task_shaped_pipelines() {
             "report",
             "task1.yaml",
             "task2.yaml",
-            "--out",
+            "--to",
             "html",
             "--format",
             "html",

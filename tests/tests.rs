@@ -4,6 +4,7 @@
 
 mod util;
 
+mod bench_script;
 mod cache_clean;
 mod cache_concurrency;
 mod cache_damage;
@@ -12,7 +13,10 @@ mod cache_resume;
 mod cifar10_download;
 mod cli;
 mod device_selection;
+mod messages;
 mod report;
+mod report_states;
+mod run_selection;
 mod scale;
 mod slurm_cluster;
 mod state_dict_parity;

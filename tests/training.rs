@@ -56,10 +56,7 @@ fn divergence_is_reported_and_isolated_from_other_runs() {
         err.contains("t / absurd: training diverged: the loss became"),
         "{err}"
     );
-    assert!(
-        err.contains("learning rate 1000000000000000000000000000000"),
-        "{err}"
-    );
+    assert!(err.contains("learning rate 1e30"), "{err}");
     assert!(err.contains("Try a learning rate"), "{err}");
     // The sane run completed, and the diverged run kept its artifacts and is marked.
     let outcomes: Vec<serde_json::Value> = find(dir, "train", "outcome.json")

@@ -248,6 +248,17 @@ impl Store {
         }
     }
 
+    /// Whether a live process holds the lock for `key` now (building the stage). Creates nothing: a key
+    /// without a lock file is not locked.
+    pub fn is_locked(&self, key: &StageKey) -> bool {
+        let path = self.root.join(&key.stage).join(format!(".{}.lock", key.key));
+        let Ok(file) = File::options().read(true).open(&path) else {
+            return false;
+        };
+        // A shared lock is refused while a builder holds its exclusive one; taken, it is released at once.
+        matches!(file.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock))
+    }
+
     /// Take the lock for `key`; if another process holds it, call `on_wait` once (to tell the user) and wait.
     pub fn lock_or_wait(&self, key: &StageKey, on_wait: impl FnOnce()) -> Result<StageLock, CacheError> {
         if let Some(lock) = self.try_lock(key)? {

@@ -1,7 +1,7 @@
 //! `labpipe run` beyond one run at a time in this process: `--run NAME` (exact selection), `--jobs N` (child
 //! processes here) and `--executor slurm` (a job array), printed for the user.
 
-use super::{Exit, glob_match, selected};
+use super::Exit;
 use labpipe::device::{DeviceRequest, DeviceSet, possible_kinds};
 use labpipe::launch::array::Outcome;
 use labpipe::launch::follow::runs_in_queue;
@@ -55,15 +55,15 @@ fn parse_jobs(s: &str) -> Result<usize, String> {
     }
 }
 
-/// The runs each pipeline computes: those `--only` keeps, and with `--run`, only those named exactly (a
-/// run's name or one of its aliases). A `--run` name no pipeline has is an error.
+/// The runs each pipeline computes: all that selection (`-S`, `--only`) left in `loaded`, and with `--run`,
+/// only those named exactly (a run's name or one of its aliases). A `--run` name no pipeline has is an error.
 pub fn selection<'a>(
     loaded: &'a [Pipeline],
     only: &Option<String>,
     exact: &[String],
 ) -> Result<Vec<Vec<&'a RunSpec>>, Exit> {
     if exact.is_empty() {
-        return loaded.iter().map(|p| selected(p, only)).collect();
+        return Ok(loaded.iter().map(|p| p.runs.iter().collect()).collect());
     }
     let named = |r: &RunSpec, n: &String| &r.name == n || r.aliases.contains(n);
     for n in exact {
@@ -84,10 +84,6 @@ pub fn selection<'a>(
             p.runs
                 .iter()
                 .filter(|r| exact.iter().any(|n| named(r, n)))
-                .filter(|r| {
-                    only.as_ref()
-                        .is_none_or(|g| glob_match(g, &r.name) || r.aliases.iter().any(|a| glob_match(g, a)))
-                })
                 .collect()
         })
         .collect();

@@ -6,6 +6,7 @@ mod eval;
 mod launch;
 mod plan;
 mod report;
+mod select;
 mod slurm_status;
 mod status;
 
@@ -26,7 +27,8 @@ struct Cli {
     command: Command,
 }
 
-#[derive(clap::Args, Clone)]
+/// Which runs a command works on; every command that takes pipeline files selects through [`select::select`].
+#[derive(clap::Args, Clone, Default)]
 struct Select {
     /// Override a field for every run: `-S train.epochs=5`, `-S 'data.augment=[]'`.
     #[arg(short = 'S', long = "set", value_name = "PATH=VALUE")]
@@ -94,6 +96,8 @@ enum Command {
     Status {
         /// Pipeline files (default: every pipeline with results in the out directory).
         pipelines: Vec<PathBuf>,
+        #[command(flatten)]
+        select: Select,
         /// Output directory.
         #[arg(long, default_value = "out")]
         out: PathBuf,
@@ -105,15 +109,17 @@ enum Command {
     Report {
         /// Pipelines to report on (default: every pipeline with results).
         pipelines: Vec<PathBuf>,
+        #[command(flatten)]
+        select: Select,
         /// Template (default: report_templates/lab2.md.j2 when present, else the built-in one).
         #[arg(long)]
         template: Option<PathBuf>,
-        /// Results directory.
-        #[arg(long = "results", default_value = "out")]
-        results: PathBuf,
+        /// Output directory (the results: cache and run records).
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
         /// Write DIR/report.md and DIR/figures/ instead of printing Markdown.
-        #[arg(long = "out")]
-        out_dir: Option<PathBuf>,
+        #[arg(long = "to", value_name = "DIR")]
+        to: Option<PathBuf>,
         /// Exit 1 when FILE differs from what the results give.
         #[arg(long, value_name = "FILE")]
         check: Option<PathBuf>,
@@ -162,6 +168,7 @@ enum Command {
 }
 
 /// Input errors exit with 2, run failures with 1.
+#[derive(Debug)]
 pub enum Exit {
     BadInput(String),
     Failed(anyhow::Error),
@@ -215,27 +222,6 @@ fn glob_match(pattern: &str, name: &str) -> bool {
     )
 }
 
-fn selected<'a>(p: &'a Pipeline, only: &Option<String>) -> Result<Vec<&'a RunSpec>, Exit> {
-    let runs: Vec<&RunSpec> = p
-        .runs
-        .iter()
-        .filter(|r| {
-            only.as_ref()
-                .is_none_or(|g| glob_match(g, &r.name) || r.aliases.iter().any(|a| glob_match(g, a)))
-        })
-        .collect();
-    if runs.is_empty() {
-        let names: Vec<&str> = p.runs.iter().map(|r| r.name.as_str()).collect();
-        return Err(Exit::BadInput(format!(
-            "error: no run of `{}` matches `--only {}`\n  = runs: {}",
-            p.path.display(),
-            only.as_deref().unwrap_or(""),
-            names.join(", ")
-        )));
-    }
-    Ok(runs)
-}
-
 fn find_run<'a>(p: &'a Pipeline, name: &Option<String>) -> Result<&'a RunSpec, Exit> {
     match name {
         None => p
@@ -245,7 +231,7 @@ fn find_run<'a>(p: &'a Pipeline, name: &Option<String>) -> Result<&'a RunSpec, E
         Some(n) => p
             .runs
             .iter()
-            .find(|r| &r.name == n || r.aliases.contains(n))
+            .find(|r| &r.name == n || r.aliases.contains(n) || r.memberships.iter().any(|m| &m.name == n))
             .ok_or_else(|| {
                 let names: Vec<&str> = p.runs.iter().map(|r| r.name.as_str()).collect();
                 Exit::BadInput(format!(
@@ -258,14 +244,23 @@ fn find_run<'a>(p: &'a Pipeline, name: &Option<String>) -> Result<&'a RunSpec, E
 }
 
 fn device(request: &str) -> Result<candle_core::Device, Exit> {
-    let parsed: labpipe::device::DeviceRequest = request
-        .parse()
-        .map_err(|e| Exit::BadInput(format!("error: {e}")))?;
-    let sel = labpipe::device::choose(parsed).map_err(|e| Exit::BadInput(format!("error: {e}")))?;
+    let sel = choose_device(request)?;
     if let Some(notice) = &sel.notice {
         eprintln!("{notice}");
     }
     Ok(sel.device)
+}
+
+/// The device for a command that computes nothing on it (`plan`): no notice about where training would run.
+fn device_silently(request: &str) -> Result<candle_core::Device, Exit> {
+    Ok(choose_device(request)?.device)
+}
+
+fn choose_device(request: &str) -> Result<labpipe::device::Selection, Exit> {
+    let parsed: labpipe::device::DeviceRequest = request
+        .parse()
+        .map_err(|e| Exit::BadInput(format!("error: {e}")))?;
+    labpipe::device::choose(parsed).map_err(|e| Exit::BadInput(format!("error: {e}")))
 }
 
 fn interrupt_flag() -> Arc<AtomicBool> {
@@ -293,12 +288,9 @@ fn dispatch(cli: Cli) -> Result<i32, Exit> {
             quiet,
             launch: launch_args,
         } => {
-            let loaded = pipelines
-                .iter()
-                .map(|p| load(p, &select.set))
-                .collect::<Result<Vec<_>, _>>()?;
+            let loaded = select::select(&pipelines, &select)?;
             if dry_run {
-                return plan::plan(&loaded, &select.only, &out, &device(&dev)?);
+                return plan::plan(&loaded, &out, &device_silently(&dev)?);
             }
             let chosen = launch::selection(&loaded, &select.only, &launch_args.runs)?;
             let request = launch::RunRequest {
@@ -326,13 +318,11 @@ fn dispatch(cli: Cli) -> Result<i32, Exit> {
             let mut interrupted = false;
             for (p, runs) in loaded.iter().zip(&chosen) {
                 for o in exec.run_pipeline(p, runs) {
-                    let trained = o
-                        .stages
-                        .iter()
-                        .any(|(s, st)| *s == Stage::Train && matches!(st, StageOutcome::Ran(_)));
                     match &o.status {
-                        RunStatus::Done if !trained && !quiet => {
-                            eprintln!("{}: up to date, nothing trained", o.name)
+                        RunStatus::Done if !quiet => {
+                            if let Some(line) = up_to_date_line(&o.stages) {
+                                eprintln!("{}: {line}", o.name);
+                            }
                         }
                         RunStatus::Done => {}
                         RunStatus::Diverged { message } => {
@@ -370,11 +360,8 @@ fn dispatch(cli: Cli) -> Result<i32, Exit> {
             out,
             device: dev,
         } => {
-            let loaded = pipelines
-                .iter()
-                .map(|p| load(p, &select.set))
-                .collect::<Result<Vec<_>, _>>()?;
-            plan::plan(&loaded, &select.only, &out, &device(&dev)?)
+            let loaded = select::select(&pipelines, &select)?;
+            plan::plan(&loaded, &out, &device_silently(&dev)?)
         }
         Command::Summary {
             pipeline,
@@ -382,7 +369,7 @@ fn dispatch(cli: Cli) -> Result<i32, Exit> {
             select,
             json,
         } => {
-            let p = load(&pipeline, &select.set)?;
+            let p = select::select(std::slice::from_ref(&pipeline), &select)?.remove(0);
             let r = find_run(&p, &run)?;
             let s =
                 labpipe::summary::summarize(&r.decl).map_err(|e| Exit::BadInput(format!("error: {e}")))?;
@@ -396,22 +383,37 @@ fn dispatch(cli: Cli) -> Result<i32, Exit> {
             }
             Ok(0)
         }
-        Command::Status { pipelines, out, json } => status::status(&pipelines, &out, json),
+        Command::Status {
+            pipelines,
+            select,
+            out,
+            json,
+        } => {
+            select::set_needs_files(&pipelines, &select)?;
+            let loaded = select::select(&pipelines, &select)?;
+            status::status(&loaded, &select, &out, json)
+        }
         Command::Report {
             pipelines,
+            select,
             template,
-            results,
-            out_dir,
+            out,
+            to,
             check,
             format,
-        } => report::report(
-            &pipelines,
-            template.as_deref(),
-            &results,
-            out_dir.as_deref(),
-            check.as_deref(),
-            &format,
-        ),
+        } => {
+            select::set_needs_files(&pipelines, &select)?;
+            let loaded = select::select(&pipelines, &select)?;
+            report::report(
+                &loaded,
+                &select,
+                template.as_deref(),
+                &out,
+                to.as_deref(),
+                check.as_deref(),
+                &format,
+            )
+        }
         Command::Eval {
             pipeline,
             run,
@@ -421,7 +423,7 @@ fn dispatch(cli: Cli) -> Result<i32, Exit> {
             device: dev,
             json,
         } => {
-            let p = load(&pipeline, &select.set)?;
+            let p = select::select(std::slice::from_ref(&pipeline), &select)?.remove(0);
             let r = find_run(&p, &run)?;
             eval::eval(r, checkpoint.as_deref(), &out, &device(&dev)?, json)
         }
@@ -441,19 +443,26 @@ fn dispatch(cli: Cli) -> Result<i32, Exit> {
     }
 }
 
+/// What `run` says about a finished run whose training came from the cache; None when training ran.
+fn up_to_date_line(stages: &[(Stage, StageOutcome)]) -> Option<String> {
+    let ran: Vec<&str> = stages
+        .iter()
+        .filter(|(_, o)| matches!(o, StageOutcome::Ran(_)))
+        .map(|(s, _)| s.name())
+        .collect();
+    if ran.contains(&Stage::Train.name()) {
+        return None;
+    }
+    Some(if ran.is_empty() {
+        "up to date, nothing ran (every stage was in the cache)".to_string()
+    } else {
+        format!("training was in the cache; ran {}", ran.join(", "))
+    })
+}
+
 /// Records of the given pipelines' current runs (all records when no pipeline is given).
 pub fn records_for(pipelines: &[Pipeline], out: &Path) -> Vec<RunRecord> {
-    if pipelines.is_empty() {
-        return RunRecord::all(out, None);
-    }
-    pipelines
-        .iter()
-        .flat_map(|p| {
-            p.runs
-                .iter()
-                .filter_map(|r| RunRecord::load(out, &p.name, &r.name))
-        })
-        .collect()
+    select::selected_records(pipelines, &Select::default(), out)
 }
 
 pub fn anyhow_msg(msg: String) -> anyhow::Error {
@@ -462,12 +471,33 @@ pub fn anyhow_msg(msg: String) -> anyhow::Error {
 
 #[cfg(test)]
 mod tests {
-    use super::glob_match;
+    use super::*;
 
     #[test]
     fn glob() {
         assert!(glob_match("lr*", "lr[lr=0.01,scheduler=step]"));
         assert!(glob_match("b?seline", "baseline"));
         assert!(!glob_match("lr", "lr2"));
+    }
+
+    #[test]
+    fn the_up_to_date_line_says_what_ran() {
+        use StageOutcome::{Cached, Ran};
+        let stages = |train, evaluate| {
+            vec![
+                (Stage::Dataset, Cached),
+                (Stage::Model, Cached),
+                (Stage::Train, train),
+                (Stage::Evaluate, evaluate),
+                (Stage::Plot, Cached),
+            ]
+        };
+        assert_eq!(
+            up_to_date_line(&stages(Cached, Cached)).unwrap(),
+            "up to date, nothing ran (every stage was in the cache)"
+        );
+        let line = up_to_date_line(&stages(Cached, Ran(0.1))).unwrap();
+        assert_eq!(line, "training was in the cache; ran evaluate");
+        assert_eq!(up_to_date_line(&stages(Ran(1.0), Ran(0.1))), None);
     }
 }

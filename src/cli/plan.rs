@@ -1,23 +1,19 @@
 //! `labpipe plan` / `run --dry-run`: prints what would run, and why (the logic is `pipeline::plan`).
 
-use super::{Exit, selected};
+use super::Exit;
 use labpipe::pipeline::plan::{StagePlan, plan_run};
 use labpipe::pipeline::stage::Fingerprints;
 use labpipe::spec::Pipeline;
 use std::path::Path;
 
-pub fn plan(
-    pipelines: &[Pipeline],
-    only: &Option<String>,
-    out: &Path,
-    device: &candle_core::Device,
-) -> Result<i32, Exit> {
+/// `pipelines` hold only the selected runs (see `super::select`).
+pub fn plan(pipelines: &[Pipeline], out: &Path, device: &candle_core::Device) -> Result<i32, Exit> {
     let device = labpipe::device::kind(device);
     let mut fps = Fingerprints::default();
     let (mut images_to_train, mut macs_to_train) = (0u128, 0u128);
     for p in pipelines {
         println!("{} ({})", p.name, p.path.display());
-        for run in selected(p, only)? {
+        for run in &p.runs {
             let plan = plan_run(run, out, device, &mut fps)
                 .map_err(|e| Exit::BadInput(format!("error: run `{}`: {e}", run.name)))?;
             println!("  {}", run.name);

@@ -1,9 +1,10 @@
 //! `labpipe report`: render the lab report from the results.
 
-use super::Exit;
+use super::select::selected_records;
+use super::{Exit, Select};
 use labpipe::report::context::{ContextBuilder, FigureLinks};
 use labpipe::report::render::render;
-use labpipe::spec::{self, Pipeline};
+use labpipe::spec::Pipeline;
 use std::path::{Path, PathBuf};
 
 /// The built-in templates, used when `report_templates/` is not in the working directory.
@@ -30,8 +31,11 @@ fn template(explicit: Option<&Path>, names: &[String]) -> Result<(String, String
     }
 }
 
+/// `pipelines` hold only the selected runs (see `super::select`); with none, every record `sel` picks.
+/// `results` is the out directory; `out_dir` (`--to`) where the rendered report goes.
 pub fn report(
-    files: &[PathBuf],
+    pipelines: &[Pipeline],
+    sel: &Select,
     template_path: Option<&Path>,
     results: &Path,
     out_dir: Option<&Path>,
@@ -43,10 +47,6 @@ pub fn report(
             "error: unknown --format `{format}`: expected md or html"
         )));
     }
-    let pipelines: Vec<Pipeline> = files
-        .iter()
-        .map(|f| spec::load(f, &[]).map_err(|e| Exit::BadInput(e.to_string())))
-        .collect::<Result<_, _>>()?;
     let links = match out_dir {
         Some(d) => FigureLinks::CopyTo(d.to_path_buf()),
         None => FigureLinks::InPlace,
@@ -56,7 +56,11 @@ pub fn report(
         links,
         warnings: Vec::new(),
     };
-    let ctx = builder.build(&pipelines);
+    let ctx = if pipelines.is_empty() && sel.only.is_some() {
+        builder.build_from_records(selected_records(pipelines, sel, results))
+    } else {
+        builder.build(pipelines)
+    };
     if ctx.pipelines.is_empty() {
         return Err(Exit::Failed(super::anyhow_msg(format!(
             "no results in `{}`: run `labpipe run <pipeline.yaml>` first",

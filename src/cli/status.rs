@@ -1,23 +1,35 @@
 //! `labpipe status`: one line per run.
 
-use super::{Exit, records_for};
+use super::select::selected_records;
+use super::{Exit, Select};
 use labpipe::cache::{Miss, Store};
 use labpipe::pipeline::record::{RunRecord, RunStatus};
 use labpipe::pipeline::stage::{self, EvaluateArtifacts, Fingerprints, Stage, TrainArtifacts};
-use labpipe::spec::{self, Pipeline};
+use labpipe::spec::Pipeline;
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-pub fn status(files: &[PathBuf], out: &Path, as_json: bool) -> Result<i32, Exit> {
-    let pipelines: Vec<Pipeline> = files
-        .iter()
-        .map(|f| spec::load(f, &[]).map_err(|e| Exit::BadInput(e.to_string())))
-        .collect::<Result<_, _>>()?;
+/// A run's status word; a run recorded as interrupted whose stage lock a live process holds is running now.
+fn status_word(rec: &RunRecord, store: &Store) -> String {
+    match &rec.status {
+        RunStatus::Done => "done".to_string(),
+        RunStatus::Diverged { .. } => "diverged".to_string(),
+        RunStatus::Failed { stage, .. } => format!("failed in {stage}"),
+        RunStatus::Interrupted => match rec.keys.iter().find(|(_, key)| store.is_locked(key)) {
+            Some((Stage::Train, _)) => "training".to_string(),
+            Some((stage, _)) => format!("running {stage}"),
+            None => "interrupted".to_string(),
+        },
+    }
+}
+
+/// `pipelines` hold only the selected runs (see `super::select`); with none, every record `sel` picks.
+pub fn status(pipelines: &[Pipeline], sel: &Select, out: &Path, as_json: bool) -> Result<i32, Exit> {
     let store = Store::new(out);
     let mut fps = Fingerprints::default();
     let mut rows = Vec::new();
     // Runs declared in the given pipelines that have no record yet are listed as missing.
-    for p in &pipelines {
+    for p in pipelines {
         for r in &p.runs {
             if RunRecord::load(out, &p.name, &r.name).is_none() {
                 let stages: Vec<_> = Stage::ALL
@@ -28,7 +40,7 @@ pub fn status(files: &[PathBuf], out: &Path, as_json: bool) -> Result<i32, Exit>
             }
         }
     }
-    for rec in records_for(&pipelines, out) {
+    for rec in selected_records(pipelines, sel, out) {
         let current = pipelines
             .iter()
             .find(|p| p.name == rec.spec.pipeline)
@@ -58,12 +70,7 @@ pub fn status(files: &[PathBuf], out: &Path, as_json: bool) -> Result<i32, Exit>
         let best = outcome
             .as_ref()
             .and_then(|o| o.history.best_val_accuracy().map(|e| (e.epoch, e.val_accuracy)));
-        let status = match &rec.status {
-            RunStatus::Done => "done".to_string(),
-            RunStatus::Diverged { .. } => "diverged".to_string(),
-            RunStatus::Failed { stage, .. } => format!("failed in {stage}"),
-            RunStatus::Interrupted => "interrupted".to_string(),
-        };
+        let status = status_word(&rec, &store);
         rows.push(json!({
             "pipeline": rec.spec.pipeline,
             "run": rec.spec.name,

@@ -47,6 +47,11 @@ fn read_dataset_file(root: &Path, path: &Path) -> Result<Vec<u8>, DataError> {
 /// Appends the records of one batch file to `set`.
 fn read_batch(root: &Path, path: &Path, set: &mut ImageSet) -> Result<(), DataError> {
     let bytes = read_dataset_file(root, path)?;
+    if bytes.is_empty() {
+        return Err(DataError::EmptyFile {
+            path: path.to_path_buf(),
+        });
+    }
     if bytes.len() % RECORD_BYTES != 0 {
         return Err(DataError::BadFileSize {
             path: path.to_path_buf(),
@@ -303,6 +308,20 @@ mod tests {
             ),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn a_zero_byte_file_is_called_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        write_cifar10(dir.path(), &small_dataset(5), 3).unwrap();
+        for name in TRAIN_FILES.iter().chain([&TEST_FILE]) {
+            fs::write(batch_path(dir.path(), name), b"").unwrap();
+        }
+        let err = read_cifar10(dir.path()).unwrap_err();
+        assert!(matches!(&err, DataError::EmptyFile { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("data_batch_1.bin is empty (0 bytes)"), "{msg}");
+        assert!(!msg.contains("validation images"), "{msg}");
     }
 
     #[test]

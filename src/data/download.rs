@@ -60,7 +60,7 @@ impl DownloadSpec {
 
 /// Makes sure the CIFAR-10 files are under `root`, downloading and extracting them when they are not.
 ///
-/// `progress` draws a progress bar; otherwise progress goes to stderr as plain lines.
+/// `progress` shows what happens (a bar on a terminal, plain lines otherwise); without it nothing is printed.
 pub fn ensure_cifar10(root: &Path, spec: &DownloadSpec, progress: bool) -> Result<(), DataError> {
     if cifar10_present(root) {
         return Ok(());
@@ -77,7 +77,9 @@ pub fn ensure_cifar10(root: &Path, spec: &DownloadSpec, progress: bool) -> Resul
     }
     if !archive.exists() {
         let fetched = download(root, spec, &part, progress).and_then(|()| {
-            eprintln!("verifying {}", part.display());
+            if progress {
+                eprintln!("verifying {}", part.display());
+            }
             verify(&part, spec)?;
             fs::rename(&part, &archive).map_err(|e| DataError::io("rename into place", &archive, e))
         });
@@ -88,11 +90,13 @@ pub fn ensure_cifar10(root: &Path, spec: &DownloadSpec, progress: bool) -> Resul
         }
     }
 
-    eprintln!(
-        "extracting {} into {}",
-        archive.display(),
-        root.join(DATA_DIR).display()
-    );
+    if progress {
+        eprintln!(
+            "extracting {} into {}",
+            archive.display(),
+            root.join(DATA_DIR).display()
+        );
+    }
     match extract(&archive, root) {
         Ok(()) => {}
         Err(e) => {
@@ -251,6 +255,27 @@ fn fetch_once(
         }
     }
 
+    // A server that announces another size than the archive's sends another file: say so at once, keep
+    // nothing, and do not retry (asking again gets the same file).
+    let announced = match status {
+        206 => response
+            .headers()
+            .get("content-range")
+            .and_then(|v| v.to_str().ok())
+            .and_then(content_range_total),
+        _ => response.body().content_length(),
+    };
+    if let (Some(expected), Some(announced)) = (spec.size, announced)
+        && announced != expected
+    {
+        remove_file_if_exists(part).map_err(|e| fail(e, false))?;
+        let error = DataError::WrongFile {
+            url: url.to_string(),
+            expected,
+            announced,
+        };
+        return Err(fail(error, false));
+    }
     let total = response.body().content_length().map(|n| n + offset).or(spec.size);
     let mut file = OpenOptions::new()
         .create(true)
@@ -297,6 +322,11 @@ fn fetch_once(
         )),
         _ => Ok(()),
     }
+}
+
+/// The total of a `Content-Range: bytes START-END/TOTAL` header, when the server knows it.
+fn content_range_total(value: &str) -> Option<u64> {
+    value.rsplit('/').next()?.trim().parse().ok()
 }
 
 /// The first byte of a `Content-Range: bytes START-END/TOTAL` header.
@@ -461,11 +491,12 @@ fn move_into_place(staged: &Path, root: &Path, names: &[String]) -> Result<(), D
     Ok(())
 }
 
-/// Progress output: an indicatif bar, or a plain line every tenth of the way.
+/// Progress output: an indicatif bar, or a plain line every tenth of the way; nothing at all when quiet.
 struct Meter {
     bar: Option<ProgressBar>,
     total: Option<u64>,
     last_step: u64,
+    quiet: bool,
 }
 
 impl Meter {
@@ -483,6 +514,7 @@ impl Meter {
             bar,
             total,
             last_step: 0,
+            quiet: !progress,
         }
     }
 
@@ -513,6 +545,9 @@ impl Meter {
     }
 
     fn set(&mut self, position: u64) {
+        if self.quiet {
+            return;
+        }
         match &self.bar {
             Some(bar) => bar.set_position(position),
             None => {
@@ -529,6 +564,9 @@ impl Meter {
     }
 
     fn line(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
         match &self.bar {
             // Unlike `println`, this still prints when the bar is hidden because stderr is not a terminal.
             Some(bar) => bar.suspend(|| eprintln!("{text}")),
@@ -571,6 +609,8 @@ mod tests {
         assert_eq!(content_range_start("bytes 0-0/*"), Some(0));
         assert_eq!(content_range_start("items 1-2/3"), None);
         assert_eq!(content_range_start("bytes */200"), None);
+        assert_eq!(content_range_total("bytes 100-199/200"), Some(200));
+        assert_eq!(content_range_total("bytes 0-0/*"), None);
     }
 
     #[test]

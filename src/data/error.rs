@@ -155,6 +155,32 @@ pub enum DataError {
         actual: u64,
     },
 
+    /// The server announces a file of another size than the archive asked for: a different file.
+    #[error(
+        "{url} is not the expected archive: the server sends a file of {announced} bytes, and \
+         cifar-10-binary.tar.gz is {expected} bytes; nothing was downloaded. Point `data.url` at a mirror of \
+         cifar-10-binary.tar.gz, or, if this mirror's archive differs on purpose, give its checksum as `data.md5`"
+    )]
+    WrongFile {
+        /// The URL.
+        url: String,
+        /// The size asked for.
+        expected: u64,
+        /// The size the server announced.
+        announced: u64,
+    },
+
+    /// A dataset file has no bytes at all.
+    #[error(
+        "{} is empty (0 bytes): a CIFAR-10 batch holds 10 000 records of 3073 bytes. Delete the `{}` directory \
+         and let labpipe download the dataset again",
+        .path.display(), DATA_DIR
+    )]
+    EmptyFile {
+        /// The file.
+        path: PathBuf,
+    },
+
     /// An archive entry that could write outside its directory, or is a link or device, was refused.
     #[error(
         "archive {} has an unsafe entry {entry:?} ({reason}); nothing was extracted and the archive was \

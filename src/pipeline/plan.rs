@@ -43,7 +43,11 @@ pub fn plan_run(
 ) -> Result<RunPlan, DataError> {
     let keys = stage::stage_keys(run, device, fps)?;
     let store = Store::new(out);
-    let previous = RunRecord::load(out, &run.pipeline, &run.name);
+    // A run with `-S` overrides that has not run yet is explained against the run it overrides.
+    let previous = RunRecord::load(out, &run.pipeline, &run.name).or_else(|| {
+        let plain = run.memberships.first().filter(|_| !run.set.is_empty())?;
+        RunRecord::load(out, &run.pipeline, &plain.name)
+    });
     let mut will_run: Vec<Stage> = Vec::new();
     let mut plan = RunPlan {
         run: run.name.clone(),

@@ -2,14 +2,16 @@
 //! observations, loaded from the out directory's run records and cache (documented in docs/report-context.md).
 
 use super::observe::{Observations, observe};
-use crate::cache::Store;
+use crate::cache::{Miss, StageDir, StageKey, Store};
 use crate::data::augment::Augment;
 use crate::data::config::Normalize;
 use crate::model::checkpoint::size_mb;
 use crate::pipeline::record::{RunRecord, RunStatus};
 use crate::pipeline::stage::{
-    DatasetArtifacts, DatasetInfo, EvaluateArtifacts, ModelArtifacts, PlotArtifacts, TrainArtifacts,
+    ArtifactError, DatasetArtifacts, DatasetInfo, EvaluateArtifacts, ModelArtifacts, PlotArtifacts, Stage,
+    TrainArtifacts,
 };
+use crate::spec::file::ReportSpec;
 use crate::spec::{Pipeline, RunSpec};
 use crate::summary::ModelSummary;
 use crate::train::config::Select;
@@ -66,6 +68,28 @@ pub struct Figures {
     pub diagram: Option<String>,
 }
 
+/// How a run diverged (`train.divergence`, or a NaN/infinite loss).
+#[derive(Debug, Clone, Serialize)]
+pub struct DivergenceView {
+    /// 1-based epoch it diverged in.
+    pub epoch: usize,
+    /// The learning rate then.
+    pub lr: f64,
+    /// What happened, in one sentence.
+    pub what: String,
+    /// What to try next.
+    pub hint: String,
+}
+
+/// A stage whose cache entry or artifact is damaged.
+#[derive(Debug, Clone, Serialize)]
+pub struct DamagedStage {
+    /// The stage (`train`).
+    pub stage: Stage,
+    /// What is wrong.
+    pub why: String,
+}
+
 /// Everything a template can say about one run.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunView {
@@ -79,10 +103,18 @@ pub struct RunView {
     pub aliases: Vec<String>,
     /// True when every stage finished (diverged runs count as finished).
     pub done: bool,
-    /// `done`, `diverged`, `failed`, `interrupted` or `not run`.
+    /// `done`, `diverged`, `failed`, `interrupted`, `damaged` or `not run`.
     pub status: String,
-    /// Explanation for diverged and failed runs.
+    /// Explanation for diverged, failed and damaged runs.
     pub status_message: Option<String>,
+    /// How training diverged, when it did.
+    pub divergence: Option<DivergenceView>,
+    /// Stages whose cache entries are damaged (their results are not shown).
+    pub damaged: Vec<DamagedStage>,
+    /// The command that (re)makes this run's results.
+    pub rerun: String,
+    /// The caption of its training-curve figure from the pipeline's `report.captions`, if given.
+    pub caption: Option<String>,
     /// The training configuration as a list.
     pub config: Vec<ConfigItem>,
     /// Dataset facts.
@@ -93,6 +125,8 @@ pub struct RunView {
     pub history: Option<TrainHistory>,
     /// Checkpoint policy, as words.
     pub select: String,
+    /// Checkpoint policy as written: `best_val_accuracy`, `best_val_loss` or `last`.
+    pub select_policy: Select,
     /// The epoch whose weights were kept.
     pub selected_epoch: Option<usize>,
     /// Early-stopping epoch.
@@ -144,6 +178,10 @@ pub struct VariantComparison {
 pub struct PipelineView {
     /// Name.
     pub name: String,
+    /// `report.title`, when the pipeline gives one.
+    pub title: Option<String>,
+    /// The pipeline's `description:`.
+    pub description: Option<String>,
     /// Runs in declaration order.
     pub runs: Vec<RunView>,
     /// Runs by name (aliases included).
@@ -335,6 +373,77 @@ pub fn config_items(run: &RunSpec, info: Option<&DatasetInfo>) -> Vec<ConfigItem
     items
 }
 
+/// A stage's artifacts as the report finds them.
+enum Found<T> {
+    /// Complete and readable.
+    Ok(T),
+    /// Not in the cache.
+    Absent,
+    /// In the cache but damaged: why.
+    Damaged(String),
+}
+
+fn artifact_problem(e: &ArtifactError) -> String {
+    let name = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| p.display().to_string())
+    };
+    match e {
+        ArtifactError::Missing { path } => format!("artifact {} is missing", name(path)),
+        ArtifactError::Damaged { path, reason } => format!("artifact {} is damaged: {reason}", name(path)),
+    }
+}
+
+fn find<T>(store: &Store, key: &StageKey, read: fn(&StageDir) -> Result<T, ArtifactError>) -> Found<T> {
+    match store.lookup(key) {
+        Ok(dir) => match read(&dir) {
+            Ok(a) => Found::Ok(a),
+            Err(e) => Found::Damaged(artifact_problem(&e)),
+        },
+        Err(Miss::Absent) => Found::Absent,
+        Err(Miss::Corrupt(why)) => Found::Damaged(why),
+    }
+}
+
+/// A word for a shell command line, quoted when it needs to be.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=,:@+".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// `labpipe run FILE --only NAME [-S …] [--out OUT]`: the command that makes `spec`'s results.
+pub fn rerun_command(file: &Path, spec: &RunSpec, out: &Path) -> String {
+    let variant = spec
+        .memberships
+        .first()
+        .map(|m| m.name.as_str())
+        .unwrap_or(&spec.name);
+    let mut cmd = format!(
+        "labpipe run {} --only {}",
+        shell_word(&file.to_string_lossy()),
+        shell_word(variant)
+    );
+    for s in &spec.set {
+        cmd.push_str(&format!(" -S {}", shell_word(s)));
+    }
+    if out != Path::new("out") {
+        cmd.push_str(&format!(" --out {}", shell_word(&out.to_string_lossy())));
+    }
+    cmd
+}
+
+/// One pipeline's runs: the record (if any), the run, the pipeline file.
+type Group = Vec<(Option<RunRecord>, RunSpec, PathBuf)>;
+/// A pipeline's `report:` section and `description:`.
+type Settings = (Option<ReportSpec>, Option<String>);
+
 /// Builds the context; `link` turns an artifact path into the text used in the report.
 pub struct ContextBuilder<'a> {
     /// The out directory.
@@ -399,7 +508,13 @@ impl ContextBuilder<'_> {
         Some(format!("{rel_prefix}{base}.png"))
     }
 
-    fn run_view(&mut self, rec: Option<&RunRecord>, spec: &RunSpec) -> RunView {
+    fn run_view(
+        &mut self,
+        rec: Option<&RunRecord>,
+        spec: &RunSpec,
+        file: &Path,
+        caption: Option<String>,
+    ) -> RunView {
         let store = Store::new(self.out);
         let mut view = RunView {
             pipeline: spec.pipeline.clone(),
@@ -409,11 +524,16 @@ impl ContextBuilder<'_> {
             done: false,
             status: "not run".into(),
             status_message: None,
+            divergence: None,
+            damaged: Vec::new(),
+            rerun: rerun_command(file, spec, self.out),
+            caption,
             config: config_items(spec, None),
             data: None,
             model: None,
             history: None,
             select: select_text(spec.train.select),
+            select_policy: spec.train.select,
             selected_epoch: None,
             stopped_early_at: None,
             train_seconds: None,
@@ -431,55 +551,115 @@ impl ContextBuilder<'_> {
             RunStatus::Done => ("done".into(), None),
             RunStatus::Diverged { message } => ("diverged".into(), Some(message.clone())),
             RunStatus::Failed { stage, message } => ("failed".into(), Some(format!("{stage}: {message}"))),
-            RunStatus::Interrupted => ("interrupted".into(), None),
+            RunStatus::Interrupted => (
+                "interrupted".into(),
+                Some(format!(
+                    "interrupted: `{}` continues from the last epoch",
+                    view.rerun
+                )),
+            ),
         };
         let k = &rec.keys;
-        if let Ok(d) = store.lookup(&k.dataset) {
-            view.data = DatasetArtifacts::read(&d).ok().map(|a| a.info);
-            view.config = config_items(spec, view.data.as_ref());
+        let mut broken = Vec::new();
+        match find(&store, &k.dataset, DatasetArtifacts::read) {
+            Found::Ok(a) => {
+                view.data = Some(a.info);
+                view.config = config_items(spec, view.data.as_ref());
+            }
+            Found::Damaged(why) => broken.push(DamagedStage {
+                stage: Stage::Dataset,
+                why,
+            }),
+            Found::Absent => {}
         }
-        if let Ok(d) = store.lookup(&k.model)
-            && let Ok(ModelArtifacts {
+        match find(&store, &k.model, ModelArtifacts::read) {
+            Found::Ok(ModelArtifacts {
                 summary: s,
                 diagram_png,
-            }) = ModelArtifacts::read(&d)
-        {
-            view.model = Some(ModelView {
-                class_name: s.class_name.clone(),
-                summary_text: crate::summary::render_seed_text(&s),
-                flops: s.flops.thop_macs,
-                params: s.total_params,
-                summary: s,
-            });
-            view.figures.diagram = self.link(&diagram_png, &spec.pipeline, &spec.name, "diagram");
+            }) => {
+                view.model = Some(ModelView {
+                    class_name: s.class_name.clone(),
+                    summary_text: crate::summary::render_seed_text(&s),
+                    flops: s.flops.thop_macs,
+                    params: s.total_params,
+                    summary: s,
+                });
+                view.figures.diagram = self.link(&diagram_png, &spec.pipeline, &spec.name, "diagram");
+            }
+            Found::Damaged(why) => broken.push(DamagedStage {
+                stage: Stage::Model,
+                why,
+            }),
+            Found::Absent => {}
         }
-        if let Ok(d) = store.lookup(&k.train)
-            && let Ok(TrainArtifacts {
+        match find(&store, &k.train, TrainArtifacts::read) {
+            Found::Ok(TrainArtifacts {
                 outcome: o,
                 model_file,
                 ..
-            }) = TrainArtifacts::read(&d)
-        {
-            view.observations = observe(&o.history);
-            view.selected_epoch = o.selected_epoch;
-            view.stopped_early_at = o.stopped_early_at;
-            view.train_seconds = Some(o.seconds);
-            view.history = Some(o.history);
-            view.checkpoint = size_mb(&model_file).ok().map(|mb| CheckpointView {
-                path: model_file.to_string_lossy().replace('\\', "/"),
-                size_mb: mb,
-            });
+            }) => {
+                view.observations = observe(&o.history);
+                view.selected_epoch = o.selected_epoch;
+                view.stopped_early_at = o.stopped_early_at;
+                view.train_seconds = Some(o.seconds);
+                view.divergence = o.diverged.as_ref().map(|d| DivergenceView {
+                    epoch: d.epoch,
+                    lr: d.lr,
+                    what: d.what(),
+                    hint: crate::train::trainer::Divergence::HINT.to_string(),
+                });
+                view.history = Some(o.history);
+                view.checkpoint = size_mb(&model_file).ok().map(|mb| CheckpointView {
+                    path: model_file.to_string_lossy().replace('\\', "/"),
+                    size_mb: mb,
+                });
+            }
+            Found::Damaged(why) => broken.push(DamagedStage {
+                stage: Stage::Train,
+                why,
+            }),
+            Found::Absent => {}
         }
-        if let Ok(d) = store.lookup(&k.evaluate) {
-            view.test = EvaluateArtifacts::read(&d).ok().map(|e| e.metrics);
+        match find(&store, &k.evaluate, EvaluateArtifacts::read) {
+            Found::Ok(e) => view.test = Some(e.metrics),
+            Found::Damaged(why) => broken.push(DamagedStage {
+                stage: Stage::Evaluate,
+                why,
+            }),
+            Found::Absent => {}
         }
-        if let Ok(d) = store.lookup(&k.plot)
-            && let Ok(plots) = PlotArtifacts::read(&d)
-        {
-            view.figures.curves = self.link(&plots.curves_png, &spec.pipeline, &spec.name, "curves");
-            view.figures.confusion = self.link(&plots.confusion_png, &spec.pipeline, &spec.name, "confusion");
+        match find(&store, &k.plot, PlotArtifacts::read) {
+            Found::Ok(plots) => {
+                view.figures.curves = self.link(&plots.curves_png, &spec.pipeline, &spec.name, "curves");
+                view.figures.confusion =
+                    self.link(&plots.confusion_png, &spec.pipeline, &spec.name, "confusion");
+            }
+            Found::Damaged(why) => broken.push(DamagedStage {
+                stage: Stage::Plot,
+                why,
+            }),
+            Found::Absent => {}
         }
-        view.done = view.test.is_some() && matches!(rec.status, RunStatus::Done | RunStatus::Diverged { .. });
+        // The test numbers are only shown beside the checkpoint they belong to.
+        if view.checkpoint.is_none() {
+            view.test = None;
+        }
+        if !broken.is_empty() {
+            let stages: Vec<String> = broken
+                .iter()
+                .map(|d| format!("{} stage: {}", d.stage.name(), d.why))
+                .collect();
+            view.status = "damaged".into();
+            view.status_message = Some(format!(
+                "damaged ({}): re-run `{}`",
+                stages.join("; "),
+                view.rerun
+            ));
+            view.damaged = broken;
+        }
+        view.done = view.test.is_some()
+            && view.damaged.is_empty()
+            && matches!(rec.status, RunStatus::Done | RunStatus::Diverged { .. });
         if !view.done {
             self.warnings.push(format!(
                 "{}/{}: results incomplete ({})",
@@ -492,34 +672,71 @@ impl ContextBuilder<'_> {
     /// Context for `pipelines` (their declared runs, marked "not run" where no results exist), or for every
     /// pipeline with results when none is given.
     pub fn build(&mut self, pipelines: &[Pipeline]) -> ReportContext {
-        let mut groups: BTreeMap<String, Vec<(Option<RunRecord>, RunSpec)>> = BTreeMap::new();
-        let mut order = Vec::new();
         if pipelines.is_empty() {
-            for rec in RunRecord::all(self.out, None) {
-                if !order.contains(&rec.spec.pipeline) {
-                    order.push(rec.spec.pipeline.clone());
-                }
-                let spec = rec.spec.clone();
+            return self.build_from_records(RunRecord::all(self.out, None));
+        }
+        let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+        let mut order = Vec::new();
+        let mut settings: BTreeMap<String, Settings> = BTreeMap::new();
+        for p in pipelines {
+            order.push(p.name.clone());
+            settings.insert(p.name.clone(), (p.report.clone(), p.description.clone()));
+            for r in &p.runs {
+                let rec = RunRecord::load(self.out, &p.name, &r.name).filter(|rec| rec.spec.id == r.id);
                 groups
-                    .entry(spec.pipeline.clone())
+                    .entry(p.name.clone())
                     .or_default()
-                    .push((Some(rec), spec));
-            }
-            order.sort();
-        } else {
-            for p in pipelines {
-                order.push(p.name.clone());
-                for r in &p.runs {
-                    let rec = RunRecord::load(self.out, &p.name, &r.name).filter(|rec| rec.spec.id == r.id);
-                    groups.entry(p.name.clone()).or_default().push((rec, r.clone()));
-                }
+                    .push((rec, r.clone(), p.path.clone()));
             }
         }
+        self.assemble(order, groups, settings)
+    }
+
+    /// Context for the given run records (pipelines sorted by name).
+    pub fn build_from_records(&mut self, records: Vec<RunRecord>) -> ReportContext {
+        let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+        let mut order = Vec::new();
+        let mut settings: BTreeMap<String, Settings> = BTreeMap::new();
+        for rec in records {
+            if !order.contains(&rec.spec.pipeline) {
+                order.push(rec.spec.pipeline.clone());
+                // The file the runs came from, if it is still there and still this pipeline.
+                if let Ok(p) = crate::spec::load(&rec.pipeline_file, &rec.spec.set)
+                    && p.name == rec.spec.pipeline
+                {
+                    settings.insert(p.name.clone(), (p.report.clone(), p.description.clone()));
+                }
+            }
+            let spec = rec.spec.clone();
+            let file = rec.pipeline_file.clone();
+            groups
+                .entry(spec.pipeline.clone())
+                .or_default()
+                .push((Some(rec), spec, file));
+        }
+        order.sort();
+        self.assemble(order, groups, settings)
+    }
+
+    fn assemble(
+        &mut self,
+        order: Vec<String>,
+        groups: BTreeMap<String, Group>,
+        mut settings: BTreeMap<String, Settings>,
+    ) -> ReportContext {
         let mut out = BTreeMap::new();
         for (name, runs) in groups {
+            let (report, description) = settings.remove(&name).unwrap_or_default();
+            let report = report.unwrap_or_default();
             let views: Vec<RunView> = runs
                 .iter()
-                .map(|(rec, spec)| self.run_view(rec.as_ref(), spec))
+                .map(|(rec, spec, file)| {
+                    let caption = std::iter::once(&spec.name)
+                        .chain(spec.memberships.iter().map(|m| &m.name))
+                        .chain(spec.memberships.iter().map(|m| &m.experiment))
+                        .find_map(|n| report.captions.get(n).cloned());
+                    self.run_view(rec.as_ref(), spec, file, caption)
+                })
                 .collect();
             let mut by_name = BTreeMap::new();
             for v in &views {
@@ -528,7 +745,7 @@ impl ContextBuilder<'_> {
                     by_name.insert(a.clone(), v.clone());
                 }
             }
-            let specs: Vec<&RunSpec> = runs.iter().map(|(_, s)| s).collect();
+            let specs: Vec<&RunSpec> = runs.iter().map(|(_, s, _)| s).collect();
             let baseline = specs
                 .iter()
                 .find(|s| s.memberships.iter().any(|m| m.experiment == "baseline"))
@@ -566,6 +783,8 @@ impl ContextBuilder<'_> {
                 name.clone(),
                 PipelineView {
                     name,
+                    title: report.title.clone(),
+                    description,
                     runs: views,
                     run: by_name,
                     comparisons: comps,

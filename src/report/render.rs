@@ -65,6 +65,25 @@ pub fn duration(secs: f64) -> String {
     }
 }
 
+/// What a filter prints for a number that is not there.
+pub const NOT_AVAILABLE: &str = "n/a";
+
+/// `format(v)` for a number, `n/a` for none, an error for anything else (undefined included).
+fn number(v: Value, format: &dyn Fn(f64) -> String) -> Result<String, Error> {
+    if v.is_none() {
+        return Ok(NOT_AVAILABLE.to_string());
+    }
+    if v.is_undefined() {
+        return Err(Error::new(
+            ErrorKind::UndefinedError,
+            "a number filter was given an undefined value",
+        ));
+    }
+    f64::try_from(v.clone())
+        .map(format)
+        .map_err(|_| Error::new(ErrorKind::InvalidOperation, format!("`{v}` is not a number")))
+}
+
 #[derive(Default)]
 struct Figures {
     /// key → number, from the previous pass.
@@ -76,11 +95,15 @@ struct Figures {
 fn environment(figs: Arc<Mutex<Figures>>) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    env.add_filter("thousands", |v: f64| thousands(v));
-    env.add_filter("percent", |v: f64, d: Option<usize>| percent(v, d));
-    env.add_filter("fixed", |v: f64, d: Option<usize>| fixed(v, d));
-    env.add_filter("mb", |v: f64| mb(v));
-    env.add_filter("duration", |v: f64| duration(v));
+    // A number the results do not have (a diverged model's NaN loss is stored as none) prints as `n/a`
+    // instead of failing the whole report; an undefined one is still an error (a typo in the template).
+    env.add_filter("thousands", |v: Value| number(v, &thousands));
+    env.add_filter("percent", |v: Value, d: Option<usize>| {
+        number(v, &|x| percent(x, d))
+    });
+    env.add_filter("fixed", |v: Value, d: Option<usize>| number(v, &|x| fixed(x, d)));
+    env.add_filter("mb", |v: Value| number(v, &mb));
+    env.add_filter("duration", |v: Value| number(v, &duration));
     // `train.optimizer.lr` → `lr`.
     env.add_filter("leaf", |v: String| {
         v.rsplit('.').next().unwrap_or_default().to_string()
@@ -120,6 +143,10 @@ pub fn render(file: &str, source: &str, ctx: &ReportContext) -> Result<String, T
         // minijinja appends "(in name:line)"; the file and line are shown separately.
         if let Some(i) = message.rfind(" (in ") {
             message.truncate(i);
+        }
+        // minijinja names what was undefined; say how a template guards a value that may be missing.
+        if e.kind() == ErrorKind::UndefinedError {
+            message.push_str("; test a value that may be missing first: `{% if x is not none %}`");
         }
         TemplateError {
             file: file.to_string(),
@@ -205,6 +232,27 @@ mod tests {
         );
         let e = render("lab.md.j2", "ok\n{% for x in %}\n", &empty()).unwrap_err();
         assert_eq!(e.line, Some(2), "{e}");
+    }
+
+    #[test]
+    fn an_undefined_value_is_named_and_a_missing_number_does_not_fail() {
+        let e = render("lab.md.j2", "a\n{{ pipelines.task1.run.x }}\n", &empty()).unwrap_err();
+        assert!(e.to_string().contains("`pipelines.task1` is undefined"), "{e}");
+        let e = render(
+            "lab.md.j2",
+            "{% set r = {'a': none} %}\n\n{{ r.a.checkpoint.path }}\n",
+            &empty(),
+        )
+        .unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.to_string().contains("`r.a.checkpoint` is undefined"), "{e}");
+        assert!(e.to_string().contains("is not none"), "{e}");
+        let t = "{{ none | fixed(3) }} {{ none | percent }} {{ none | thousands }} {{ 0.5 | percent }} {{ 3 | fixed(1) }}";
+        assert_eq!(render("t", t, &empty()).unwrap(), "n/a n/a n/a 50.0% 3.0");
+        // A misspelt field is still an error, not `n/a`.
+        let e = render("t", "{% set r = {'a': 1} %}{{ r.b | fixed }}", &empty()).unwrap_err();
+        assert!(e.to_string().contains("undefined"), "{e}");
+        assert!(render("t", "{{ 'x' | fixed }}", &empty()).is_err());
     }
 
     #[test]

@@ -20,34 +20,78 @@ pub struct Diagnostic {
     pub label: Option<String>,
     /// A suggestion.
     pub help: Option<String>,
-    /// The source line shown in the snippet.
+    /// The source line shown in the snippet (a long line cut around the column).
     pub source_line: Option<String>,
+    /// The caret's 1-based column within `source_line`.
+    pub snippet_column: usize,
+}
+
+/// Longest source line shown whole; a longer one is cut around the column (a one-line 10 MB file must not
+/// become 10 MB of error output).
+const MAX_SNIPPET: usize = 120;
+/// Characters of a long line kept before the column.
+const BEFORE_COLUMN: usize = 40;
+/// Longest message shown whole (a parser message may quote a whole value).
+const MAX_MESSAGE: usize = 300;
+
+/// `line` cut to at most about `MAX_SNIPPET` characters around `column`, and the column within the cut.
+fn snippet(line: &str, column: usize) -> (String, usize) {
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= MAX_SNIPPET {
+        return (line.to_string(), column);
+    }
+    let col = column.saturating_sub(1).min(chars.len());
+    let start = col.saturating_sub(BEFORE_COLUMN);
+    let end = (start + MAX_SNIPPET).min(chars.len());
+    let mut out = String::new();
+    let mut shown_col = col - start + 1;
+    if start > 0 {
+        out.push('…');
+        shown_col += 1;
+    }
+    out.extend(&chars[start..end]);
+    if end < chars.len() {
+        out.push_str(&format!("… ({} more characters)", chars.len() - end));
+    }
+    (out, shown_col)
+}
+
+/// `message` cut to `MAX_MESSAGE` characters.
+fn short_message(message: String) -> String {
+    if message.chars().count() <= MAX_MESSAGE {
+        return message;
+    }
+    let mut m: String = message.chars().take(MAX_MESSAGE).collect();
+    m.push_str("… (message cut)");
+    m
 }
 
 impl Diagnostic {
     /// A diagnostic at `pos` in `file`, whose text is `source`.
     pub fn at(file: &Path, source: &str, pos: Option<Pos>, message: impl Into<String>) -> Self {
-        let source_line = pos
-            .and_then(|p| source.lines().nth(p.line.saturating_sub(1)))
-            .map(str::to_string);
-        let width = match (&source_line, pos) {
-            (Some(l), Some(p)) => token_width(l, p.column),
-            _ => 1,
+        let cut = pos.and_then(|p| {
+            let line = source.lines().nth(p.line.saturating_sub(1))?;
+            Some(snippet(line, p.column))
+        });
+        let width = match &cut {
+            Some((l, c)) => token_width(l, *c).min(MAX_SNIPPET),
+            None => 1,
         };
         Diagnostic {
             file: file.to_path_buf(),
             pos,
             width,
-            message: message.into(),
+            message: short_message(message.into()),
             label: None,
             help: None,
-            source_line,
+            snippet_column: cut.as_ref().map_or(1, |c| c.1),
+            source_line: cut.map(|c| c.0),
         }
     }
 
     /// Set the caret label.
     pub fn label(mut self, label: impl Into<String>) -> Self {
-        self.label = Some(label.into());
+        self.label = Some(short_message(label.into()));
         self
     }
 
@@ -76,7 +120,7 @@ impl fmt::Display for Diagnostic {
             let pad = " ".repeat(num.len());
             writeln!(f, " {pad} |")?;
             writeln!(f, " {num} | {src}")?;
-            let caret_pad = " ".repeat(p.column.saturating_sub(1));
+            let caret_pad = " ".repeat(self.snippet_column.saturating_sub(1));
             let carets = "^".repeat(self.width);
             match &self.label {
                 Some(l) => writeln!(f, " {pad} | {caret_pad}{carets} {l}")?,
@@ -142,6 +186,42 @@ mod tests {
             d.to_string(),
             "error: unknown model arch `resnet-18`\n  --> p.yaml:3:9\n   |\n 3 |   arch: resnet-18\n   |         ^^^^^^^^^ expected one of: simple_cnn, resnet18\n   = help: did you mean `resnet18`?\n"
         );
+    }
+
+    #[test]
+    fn a_long_line_is_cut_around_the_column() {
+        let line = format!("data: {{x: \"{}\", y: z}}", "a".repeat(10_000_000));
+        let col = line.find("y:").unwrap() + 1;
+        let src = format!("name: t\n{line}\n");
+        let d = Diagnostic::at(
+            Path::new("p.yaml"),
+            &src,
+            Some(Pos { line: 2, column: col }),
+            format!("unknown field `y` in \"{}\"", "b".repeat(1_000_000)),
+        )
+        .label("here");
+        let text = d.to_string();
+        assert!(text.len() < 1000, "{} bytes of output", text.len());
+        assert!(text.contains(&format!("p.yaml:2:{col}")), "{text}");
+        assert!(
+            text.contains("… (3 more characters)") || text.contains("y: z}"),
+            "{text}"
+        );
+        // The caret still points at `y`.
+        let lines: Vec<&str> = text.lines().collect();
+        let src_line = lines.iter().find(|l| l.starts_with(" 2 | ")).unwrap();
+        let caret_line = lines.iter().find(|l| l.contains('^')).unwrap();
+        let caret_at = caret_line.find('^').unwrap();
+        assert_eq!(src_line.chars().nth(caret_at), Some('y'), "{text}");
+        // Short lines are shown whole.
+        let d = Diagnostic::at(
+            Path::new("p.yaml"),
+            "a: b\n",
+            Some(Pos { line: 1, column: 4 }),
+            "m",
+        );
+        assert_eq!(d.source_line.as_deref(), Some("a: b"));
+        assert_eq!(d.snippet_column, 4);
     }
 
     #[test]

@@ -27,11 +27,23 @@ pub struct PipelineFile {
     pub experiments: Option<serde_json::Map<String, serde_json::Value>>,
     /// Report settings (titles, figure captions).
     #[serde(default)]
-    pub report: Option<serde_json::Value>,
+    pub report: Option<ReportSpec>,
     /// What to ask Slurm for under `run --executor slurm`. Where runs are computed is not what they are:
     /// never serialized, so it stays out of the resolved runs, their content IDs and their stage keys.
     #[serde(default, skip_serializing)]
     pub slurm: Option<SlurmOptions>,
+}
+
+/// `report:`: how the pipeline appears in the lab report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSpec {
+    /// The heading of the pipeline's section (default: the template's own).
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Captions of runs' training-curve figures, by run or experiment name.
+    #[serde(default)]
+    pub captions: std::collections::BTreeMap<String, String>,
 }
 
 /// Built-in architectures.

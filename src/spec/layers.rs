@@ -270,18 +270,120 @@ pub fn to_nodes(
     path: &str,
     line_of: &dyn Fn(&str) -> Option<usize>,
 ) -> Result<Vec<Node>, LayerError> {
-    specs
+    let item_path = |i: usize| {
+        if path.is_empty() {
+            i.to_string()
+        } else {
+            format!("{path}.{i}")
+        }
+    };
+    let nodes = specs
         .iter()
         .enumerate()
-        .map(|(i, s)| {
-            let p = if path.is_empty() {
-                i.to_string()
+        .map(|(i, s)| to_node(s, &item_path(i), i, line_of))
+        .collect::<Result<Vec<Node>, LayerError>>()?;
+    // Where each layer's name is written (its `name:` field, else the entry), for the messages below.
+    let name_path = |i: usize| match specs[i].name() {
+        Some(_) => format!("{}.{}.name", item_path(i), specs[i].kind()),
+        None => item_path(i),
+    };
+    for (i, spec) in specs.iter().enumerate() {
+        if let Some(n) = spec.name() {
+            check_layer_name(n).map_err(|message| LayerError {
+                path: name_path(i),
+                message,
+            })?;
+        }
+    }
+    for (j, b) in nodes.iter().enumerate() {
+        // A `view` owns no module and takes no name.
+        if b.name.is_empty() {
+            continue;
+        }
+        if let Some(i) = nodes[..j].iter().position(|a| a.name == b.name) {
+            let first = line_of(&name_path(i))
+                .map(|l| format!("line {l}"))
+                .unwrap_or_else(|| format!("entry {i}"));
+            let how = if specs[j].name().is_some() && specs[i].name().is_none() {
+                format!(" (the {} entry's default name is its index)", ordinal(i))
             } else {
-                format!("{path}.{i}")
+                String::new()
             };
-            to_node(s, &p, i, line_of)
-        })
-        .collect()
+            return Err(LayerError {
+                path: name_path(j),
+                message: format!(
+                    "layer name `{}` is used twice in the same list: also at {first}{how}; each layer's parameters \
+                     are named after it (`{}.weight`), so names must differ",
+                    b.name, b.name
+                ),
+            });
+        }
+    }
+    Ok(nodes)
+}
+
+fn ordinal(i: usize) -> String {
+    match i {
+        0 => "first".into(),
+        1 => "second".into(),
+        2 => "third".into(),
+        n => format!("{}th", n + 1),
+    }
+}
+
+/// PyTorch's rule for module names: not empty, no `.` (it separates the levels of state_dict names).
+fn check_layer_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a layer name cannot be empty".into());
+    }
+    if name.contains('.') {
+        return Err(format!(
+            "layer name `{name}` contains `.`, which separates the levels of parameter names (`block.conv.weight`)"
+        ));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control() || c.is_whitespace()) {
+        return Err(format!("layer name {name:?} contains {c:?}"));
+    }
+    Ok(())
+}
+
+impl LayerSpec {
+    /// The name the entry gives its layer, if it gives one.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            LayerSpec::Conv2d(c) => c.name.as_deref(),
+            LayerSpec::MaxPool2d(p) | LayerSpec::AvgPool2d(p) => p.name.as_deref(),
+            LayerSpec::Linear(l) => l.name.as_deref(),
+            LayerSpec::Residual(r) => r.name.as_deref(),
+            LayerSpec::View(_) => None,
+            LayerSpec::BatchNorm2d(s)
+            | LayerSpec::Relu(s)
+            | LayerSpec::LeakyRelu(s)
+            | LayerSpec::Gelu(s)
+            | LayerSpec::AdaptiveAvgPool2d(s)
+            | LayerSpec::Dropout(s)
+            | LayerSpec::Flatten(s) => s.name.as_deref(),
+        }
+    }
+
+    /// The kind as written in YAML (`conv2d`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LayerSpec::Conv2d(_) => "conv2d",
+            LayerSpec::BatchNorm2d(_) => "batch_norm2d",
+            LayerSpec::Relu(_) => "relu",
+            LayerSpec::LeakyRelu(_) => "leaky_relu",
+            LayerSpec::Gelu(_) => "gelu",
+            LayerSpec::MaxPool2d(_) => "max_pool2d",
+            LayerSpec::AvgPool2d(_) => "avg_pool2d",
+            LayerSpec::AdaptiveAvgPool2d(_) => "adaptive_avg_pool2d",
+            LayerSpec::Dropout(_) => "dropout",
+            LayerSpec::Flatten(_) => "flatten",
+            LayerSpec::View(_) => "view",
+            LayerSpec::Linear(_) => "linear",
+            LayerSpec::Residual(_) => "residual",
+        }
+    }
 }
 
 fn to_node(
@@ -385,6 +487,20 @@ fn to_node(
                 }
                 None => None,
             };
+            // The shortcut and the activation sit beside the body's layers in parameter names.
+            for (taken, present) in [
+                ("shortcut", shortcut.is_some()),
+                ("activation", activation.is_some()),
+            ] {
+                if let Some(i) = body.iter().position(|n| present && n.name == taken) {
+                    return Err(LayerError {
+                        path: format!("{path}.residual.body.{i}"),
+                        message: format!(
+                            "layer name `{taken}` is used twice in this residual block: its `{taken}` has that name"
+                        ),
+                    });
+                }
+            }
             (
                 name_or(&r.name),
                 Op::Residual {
@@ -454,6 +570,44 @@ mod tests {
             msg.contains("missing field `kernel`") && msg.contains("line 3"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn duplicate_layer_names_are_refused_naming_both_lines() {
+        let text = "layers:\n  - conv2d: {out_channels: 4, kernel: 3, name: conv}\n  - relu\n  - conv2d: {out_channels: 4, kernel: 3, name: conv}\n";
+        let d: Doc = serde_saphyr::from_str(text).unwrap();
+        let ix = crate::spec::locate::LocationIndex::build(text);
+        let line_of = |p: &str| ix.find(&format!("layers.{p}")).map(|pos| pos.line);
+        let e = to_nodes(&d.layers, "", &line_of).unwrap_err();
+        assert_eq!(e.path, "2.conv2d.name");
+        assert!(
+            e.message.contains("`conv` is used twice") && e.message.contains("also at line 2"),
+            "{e:?}"
+        );
+
+        // An explicit name equal to another entry's default (its index), inside a residual body too.
+        let d: Doc = serde_saphyr::from_str(
+            "layers:\n  - residual:\n      body:\n        - conv2d: {out_channels: 3, kernel: 1}\n        - relu: {name: '0'}\n",
+        )
+        .unwrap();
+        let e = to_nodes(&d.layers, "", &|_| None).unwrap_err();
+        assert_eq!(e.path, "0.residual.body.1.relu.name");
+        assert!(e.message.contains("default name is its index"), "{e:?}");
+
+        for (bad, why) in [("''", "cannot be empty"), ("a.b", "contains `.`")] {
+            let d: Doc = serde_saphyr::from_str(&format!(
+                "layers:\n  - linear: {{out_features: 3, name: {bad}}}\n"
+            ))
+            .unwrap();
+            let e = to_nodes(&d.layers, "", &|_| None).unwrap_err();
+            assert!(e.message.contains(why), "{bad}: {e:?}");
+        }
+        // Distinct names, and several unnamed views, are fine.
+        let d: Doc = serde_saphyr::from_str(
+            "layers:\n  - conv2d: {out_channels: 4, kernel: 3, name: a}\n  - view\n  - view\n  - linear: {out_features: 3, name: b}\n",
+        )
+        .unwrap();
+        to_nodes(&d.layers, "", &|_| None).unwrap();
     }
 
     #[test]

@@ -24,6 +24,14 @@ pub struct LocationIndex {
 fn split_key(rest: &str) -> Option<(&str, usize)> {
     // A key is text up to ": " or a trailing ":", outside quotes; good enough for config keys.
     let bytes = rest.as_bytes();
+    // A quoted key (`"a/b": …`) is indexed by its text between the quotes.
+    if let Some(&q) = bytes.first().filter(|b| matches!(b, b'"' | b'\''))
+        && let Some(end) = rest[1..].find(q as char).map(|e| e + 1)
+        && rest[end + 1..].starts_with(':')
+        && (end + 2 == rest.len() || rest.as_bytes()[end + 2] == b' ')
+    {
+        return Some((&rest[1..end], end + 1));
+    }
     if bytes
         .first()
         .is_some_and(|b| matches!(b, b'{' | b'[' | b'"' | b'\'' | b'#'))
@@ -160,6 +168,13 @@ mod tests {
         );
         assert_eq!(ix.find("model.layers.1").map(|p| p.line), Some(15));
         assert_eq!(ix.find_key("train.epochs"), Some(Pos { line: 8, column: 3 }));
+    }
+
+    #[test]
+    fn quoted_keys_are_found_by_their_text() {
+        let ix = LocationIndex::build("experiments:\n  \"a/b\": {x: 1}\n  'c d':\n    e: 2\n");
+        assert_eq!(ix.find_key("experiments.a/b"), Some(Pos { line: 2, column: 3 }));
+        assert_eq!(ix.find("experiments.c d.e"), Some(Pos { line: 4, column: 8 }));
     }
 
     #[test]

@@ -5,7 +5,9 @@ pub mod diagnostic;
 pub mod file;
 pub mod layers;
 pub mod locate;
+pub mod names;
 pub mod overrides;
+mod syntax;
 
 use crate::cache::canonical_json;
 use crate::data::config::{DataSpec, DatasetKind};
@@ -94,6 +96,9 @@ pub struct RunSpec {
     pub decl: ModelDecl,
     /// Resolved train section.
     pub train: TrainSpec,
+    /// The command-line overrides (`-S path=value`) it was loaded with, as written; its name shows them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub set: Vec<String>,
 }
 
 impl RunSpec {
@@ -127,10 +132,12 @@ pub struct Pipeline {
     pub path: PathBuf,
     /// Its name.
     pub name: String,
+    /// Where `name:` is written.
+    pub name_pos: Option<Pos>,
     /// Its description.
     pub description: Option<String>,
-    /// Report settings as written.
-    pub report: Option<Value>,
+    /// Report settings.
+    pub report: Option<file::ReportSpec>,
     /// The `slurm:` section (sbatch options for `run --executor slurm`), if any.
     pub slurm: Option<crate::slurm::SlurmOptions>,
     /// The runs, deduplicated by content.
@@ -141,19 +148,53 @@ pub struct Pipeline {
 
 /// Read, validate and expand a pipeline file, applying `overrides` (`key=value`) to every run.
 pub fn load(path: &Path, overrides: &[String]) -> Result<Pipeline, SpecError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SpecError::Io {
+    let bytes = std::fs::read(path).map_err(|source| SpecError::Io {
         path: path.to_path_buf(),
         source,
     })?;
+    let text = String::from_utf8(bytes).map_err(|e| SpecError::Invalid(vec![syntax::not_utf8(path, &e)]))?;
     load_str(path, &text, overrides)
+}
+
+/// Load every file of one command (a file given twice is loaded once); two pipelines whose runs would share
+/// `runs/<name>/` are an error naming both.
+pub fn load_all(paths: &[PathBuf], overrides: &[String]) -> Result<Vec<Pipeline>, SpecError> {
+    let mut seen: Vec<PathBuf> = Vec::new();
+    let mut out = Vec::new();
+    for path in paths {
+        let same = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+        if seen.contains(&same) {
+            continue;
+        }
+        seen.push(same);
+        out.push(load(path, overrides)?);
+    }
+    names::check_distinct_pipelines(&out)?;
+    Ok(out)
 }
 
 /// Like `load`, from text already read.
 pub fn load_str(path: &Path, text: &str, cli_overrides: &[String]) -> Result<Pipeline, SpecError> {
     let index = LocationIndex::build(text);
-    let file: PipelineFile = serde_saphyr::from_str(text)
-        .map_err(|e| SpecError::Invalid(vec![saphyr_diagnostic(path, text, &e)]))?;
+    let file: PipelineFile = serde_saphyr::from_str(text).map_err(|e| {
+        SpecError::Invalid(vec![
+            syntax::explain(path, text).unwrap_or_else(|| saphyr_diagnostic(path, text, &e)),
+        ])
+    })?;
     let mut diags = Vec::new();
+    let name_pos = index.find("name");
+    if let Err(why) = names::check(&file.name) {
+        diags.push(
+            Diagnostic::at(
+                path,
+                text,
+                name_pos,
+                format!("the pipeline name {}", quoted(&file.name, &why)),
+            )
+            .label(format!("a name may contain {}", names::ALLOWED))
+            .help("the name is the folder of the pipeline's runs under `out/runs/`"),
+        );
+    }
     let ctx = Ctx {
         path,
         text,
@@ -178,8 +219,20 @@ pub fn load_str(path: &Path, text: &str, cli_overrides: &[String]) -> Result<Pip
         m.remove("description");
     }
     let variants = expand_experiments(&ctx, file.experiments.as_ref(), &mut diags);
+    // A run with command-line overrides is a run of its own, recorded beside the plain one.
+    let suffix = if cli.is_empty() {
+        String::new()
+    } else {
+        let items: Vec<String> = cli
+            .iter()
+            .map(|(k, v)| format!("{k}={}", value_label(v)))
+            .collect();
+        format!("[{}]", items.join(","))
+    };
 
     let mut runs: Vec<RunSpec> = Vec::new();
+    // Where each run's experiment is written, for name collisions.
+    let mut places: Vec<(String, Option<Pos>)> = Vec::new();
     for (order, variant) in variants.into_iter().enumerate() {
         let mut value = base.clone();
         let mut ok = true;
@@ -252,6 +305,14 @@ pub fn load_str(path: &Path, text: &str, cli_overrides: &[String]) -> Result<Pip
             continue;
         }
         let Some(decl) = decl else { continue };
+        let run_name = format!("{}{suffix}", variant.name);
+        if let Err(why) = names::check_generated(&run_name) {
+            diags.push(
+                ctx.diag(variant.pos, format!("the run name {}", quoted(&run_name, &why)))
+                    .label("a run's name is made of its experiment's name and its matrix values"),
+            );
+            continue;
+        }
         let id = content_id(&resolved);
         let membership = Membership {
             experiment: variant.experiment.clone().unwrap_or_else(|| variant.name.clone()),
@@ -260,13 +321,21 @@ pub fn load_str(path: &Path, text: &str, cli_overrides: &[String]) -> Result<Pip
             order,
         };
         if let Some(existing) = runs.iter_mut().find(|r| r.id == id) {
-            existing.aliases.push(variant.name.clone());
+            existing.aliases.push(run_name);
             existing.memberships.push(membership);
             continue;
         }
+        places.push((
+            variant
+                .experiment
+                .as_ref()
+                .map(|e| format!("experiment `{e}`"))
+                .unwrap_or_else(|| "the pipeline".into()),
+            variant.pos,
+        ));
         runs.push(RunSpec {
             pipeline: file.name.clone(),
-            name: variant.name,
+            name: run_name,
             aliases: Vec::new(),
             id,
             overrides: variant.overrides,
@@ -276,7 +345,23 @@ pub fn load_str(path: &Path, text: &str, cli_overrides: &[String]) -> Result<Pip
             model: resolved.model,
             decl,
             train: resolved.train,
+            set: cli_overrides.to_vec(),
         });
+    }
+    let named: Vec<names::Named> = runs
+        .iter()
+        .zip(&places)
+        .map(|(r, (what, pos))| names::Named {
+            name: &r.name,
+            what: what.clone(),
+            pos: *pos,
+        })
+        .collect();
+    for (i, j) in names::collisions(&named) {
+        diags.push(names::run_collision(path, text, &file.name, &named[i], &named[j]));
+    }
+    if let Some(report) = &file.report {
+        check_report(&ctx, report, &runs, file.experiments.as_ref(), &mut diags);
     }
     // A diagnostic produced by every run (a base-file error) is shown once.
     diags.dedup_by(|a, b| {
@@ -289,6 +374,7 @@ pub fn load_str(path: &Path, text: &str, cli_overrides: &[String]) -> Result<Pip
     Ok(Pipeline {
         path: path.to_path_buf(),
         name: file.name,
+        name_pos,
         description: file.description,
         report: file.report,
         slurm: file.slurm,
@@ -374,6 +460,14 @@ fn expand_experiments(
     let mut out = Vec::new();
     for (name, body) in exps {
         let pos = ctx.index.find_key(&format!("experiments.{name}"));
+        if let Err(why) = names::check(name) {
+            diags.push(
+                ctx.diag(pos, format!("the experiment name {}", quoted(name, &why)))
+                    .label(format!("a name may contain {}", names::ALLOWED))
+                    .help("the experiment's name is its runs' name and their record's file name"),
+            );
+            continue;
+        }
         let Some(obj) = body
             .as_object()
             .cloned()
@@ -521,6 +615,9 @@ fn validate(
     }
     if let Err(m) = t.scheduler.validate() {
         bad("train.scheduler", m, "in `train.scheduler`");
+    }
+    if let Err(m) = t.divergence.validate() {
+        bad("train.divergence", m, "in `train.divergence`");
     }
     if let Some(es) = &t.early_stopping
         && es.patience == 0
@@ -708,6 +805,54 @@ fn model_decl(
     }
 }
 
+/// A name for a message: in backquotes, or escaped when it holds what backquotes cannot show; cut when long.
+fn quoted(name: &str, why: &str) -> String {
+    let short: String = name.chars().take(60).collect();
+    let cut = if short.len() < name.len() { "…" } else { "" };
+    if name.is_empty() || name.chars().any(|c| c.is_control() || c == '`') {
+        format!("{short:?}{cut} {why}")
+    } else {
+        format!("`{short}{cut}` {why}")
+    }
+}
+
+/// The `report:` section names runs and experiments that exist.
+fn check_report(
+    ctx: &Ctx,
+    report: &file::ReportSpec,
+    runs: &[RunSpec],
+    experiments: Option<&serde_json::Map<String, Value>>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut known: Vec<&str> = runs
+        .iter()
+        .flat_map(|r| {
+            std::iter::once(r.name.as_str())
+                .chain(r.aliases.iter().map(String::as_str))
+                .chain(r.memberships.iter().map(|m| m.name.as_str()))
+        })
+        .collect();
+    known.extend(experiments.into_iter().flat_map(|e| e.keys().map(String::as_str)));
+    let mut seen = std::collections::HashSet::new();
+    known.retain(|n| seen.insert(*n));
+    for key in report.captions.keys() {
+        if !known.contains(&key.as_str()) {
+            let mut d = ctx
+                .diag(
+                    ctx.index.find_key(&format!("report.captions.{key}")),
+                    format!(
+                        "`report.captions` names `{key}`, which is no run or experiment of this pipeline"
+                    ),
+                )
+                .label(format!("runs and experiments: {}", known.join(", ")));
+            if let Some(best) = closest(key, known.iter().copied()) {
+                d = d.help(format!("did you mean `{best}`?"));
+            }
+            diags.push(d);
+        }
+    }
+}
+
 /// Turn a serde-saphyr error into a diagnostic with a "did you mean" where the error lists choices.
 fn saphyr_diagnostic(path: &Path, text: &str, e: &serde_saphyr::Error) -> Diagnostic {
     let pos = e.location().map(|l| Pos {
@@ -726,6 +871,9 @@ fn saphyr_diagnostic(path: &Path, text: &str, e: &serde_saphyr::Error) -> Diagno
         Some((loc, msg)) if loc.starts_with("line ") => msg.to_string(),
         _ => first,
     };
+    if let Some(d) = syntax::duplicate_key(path, text, pos, &message) {
+        return d;
+    }
     let mut d = Diagnostic::at(path, text, pos, message.clone());
     let (found, expected) = (
         between(&message, "`", "`"),

@@ -250,3 +250,239 @@ fn slurm_section_is_read_and_stays_out_of_run_identity() {
     let e = err(&format!("{BASE}slurm:\n  time: 2h\n"));
     assert!(e.contains("bad slurm time limit `2h`"), "{e}");
 }
+
+#[test]
+fn names_that_would_be_paths_are_refused_where_they_are_written() {
+    for (name, why) in [
+        ("../../escaped", "path separator `/`"),
+        ("/tmp/x", "path separator `/`"),
+        ("a/b", "path separator `/`"),
+        ("''", "is empty"),
+        ("\"a\\nb\"", "a line break"),
+        ("..", "names a directory"),
+    ] {
+        let e = err(&BASE.replace("name: t", &format!("name: {name}")));
+        assert!(e.contains("the pipeline name") && e.contains(why), "{name}: {e}");
+        assert!(e.contains("p.yaml:1:7"), "{name}: {e}");
+        assert!(
+            e.contains("a name may contain ASCII letters, digits"),
+            "{name}: {e}"
+        );
+    }
+    let e = err(&format!(
+        "{BASE}experiments:\n  baseline: {{}}\n  \"a/b\": {{train.epochs: 3}}\n"
+    ));
+    assert!(
+        e.contains("the experiment name `a/b` contains the path separator `/`"),
+        "{e}"
+    );
+    assert!(e.contains("p.yaml:18:"), "{e}");
+    let e = err(&format!("{BASE}experiments:\n  \"\": {{train.epochs: 3}}\n"));
+    assert!(e.contains("the experiment name \"\" is empty"), "{e}");
+}
+
+#[test]
+fn runs_whose_records_would_be_the_same_file_are_an_error_naming_both() {
+    // Names differing only in case share a file on macOS and Windows.
+    let e = err(&format!(
+        "{BASE}experiments:\n  fast: {{train.epochs: 3}}\n  Fast: {{train.epochs: 4}}\n"
+    ));
+    assert!(e.contains("runs `fast` and `Fast` would be the same file"), "{e}");
+    assert!(e.contains("runs/t/Fast.json") && e.contains("p.yaml:18:3"), "{e}");
+    assert!(e.contains("experiment `fast` at p.yaml:17"), "{e}");
+    // Matrix values labelled alike: two different runs with one name.
+    let e = err(&format!(
+        "{BASE}experiments:\n  sched:\n    matrix:\n      train.scheduler: [{{name: step, step_size: 1}}, {{name: step, step_size: 2}}]\n"
+    ));
+    assert!(
+        e.contains("two different runs are both named `sched[scheduler=step]`"),
+        "{e}"
+    );
+    assert!(e.contains("give the values distinct names"), "{e}");
+    // Matrix values with distinct labels are distinct runs.
+    load(&format!(
+        "{BASE}experiments:\n  w:\n    matrix:\n      train.optimizer.name: [sgd, adam]\n      train.seed: [1]\n"
+    ))
+    .unwrap();
+    // Distinct runs in one pipeline are fine; the same content under two names is one run.
+    load(&format!(
+        "{BASE}experiments:\n  a: {{train.epochs: 3}}\n  b: {{train.epochs: 3}}\n"
+    ))
+    .unwrap();
+}
+
+#[test]
+fn two_files_of_one_call_with_the_same_name_are_an_error_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.yaml");
+    let b = dir.path().join("b.yaml");
+    std::fs::write(&a, BASE).unwrap();
+    std::fs::write(&b, format!("# the same name\n{BASE}")).unwrap();
+    let e = load_all(&[a.clone(), b.clone()], &[]).err().unwrap().to_string();
+    assert!(e.contains("pipeline name `t` is also the name of"), "{e}");
+    assert!(e.contains(&format!("{}:1", a.display())), "{e}");
+    assert!(e.contains(&format!("{}:2", b.display())), "{e}");
+    assert!(e.contains("runs/t/"), "{e}");
+    // Names that only differ in case share the folder too.
+    std::fs::write(&b, BASE.replace("name: t", "name: T")).unwrap();
+    assert!(load_all(&[a.clone(), b.clone()], &[]).is_err());
+    // The same file given twice is loaded once.
+    assert_eq!(load_all(&[a.clone(), a.clone()], &[]).unwrap().len(), 1);
+}
+
+#[test]
+fn command_line_overrides_make_a_run_of_their_own() {
+    let text = format!(
+        "{BASE}experiments:\n  baseline: {{}}\n  lr:\n    matrix:\n      train.optimizer.lr: [0.01]\n"
+    );
+    let p = load_str(
+        Path::new("p.yaml"),
+        &text,
+        &["train.epochs=2".into(), "data.augment=[]".into()],
+    )
+    .unwrap();
+    let names: Vec<&str> = p.runs.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "baseline[train.epochs=2,data.augment=none]",
+            "lr[lr=0.01][train.epochs=2,data.augment=none]"
+        ]
+    );
+    assert_eq!(p.runs[0].set, ["train.epochs=2", "data.augment=[]"]);
+    assert_eq!(p.runs[0].memberships[0].name, "baseline");
+    let plain = load(&text).unwrap();
+    assert_eq!(plain.runs[0].name, "baseline");
+    assert!(plain.runs[0].set.is_empty());
+}
+
+#[test]
+fn an_unclosed_bracket_is_named_not_what_the_parser_reads_after_it() {
+    let e = err(&BASE.replace(
+        "data:\n  dataset: synthetic\n",
+        "data: {dataset: synthetic\n  dataset: synthetic\n",
+    ));
+    assert!(
+        e.contains("this `{` is never closed") && e.contains("p.yaml:2:7"),
+        "{e}"
+    );
+    assert!(!e.contains("unknown variant"), "{e}");
+    let e = err(&BASE.replace(
+        "  optimizer: {name: adam, lr: 0.001}",
+        "  optimizer: [name: adam, lr: 0.001",
+    ));
+    assert!(
+        e.contains("this `[` is never closed") && e.contains("p.yaml:13:14"),
+        "{e}"
+    );
+    let e = err(
+        "name: t\ndata: {dataset: synthetic\nmodel:\n  arch: simple_cnn\ntrain:\n  epochs: 3\n  batch_size: 40\n  optimizer: {name: adam, lr: 0.1}\n",
+    );
+    assert!(
+        e.contains("this `{` is never closed") && e.contains("not closed before line 3"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_key_written_twice_is_said_plainly() {
+    let e = err(&format!(
+        "{BASE}experiments:\n  a: {{}}\n  b: {{train.epochs: 2}}\n  a: {{train.epochs: 4}}\n"
+    ));
+    assert!(
+        e.contains("`a` is written twice") && e.contains("already written at line 17"),
+        "{e}"
+    );
+    assert!(
+        e.contains("p.yaml:19:3") && !e.contains("DuplicateKeyPolicy"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_utf8_is_located() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("p.yaml");
+    let mut bytes = BASE
+        .replace("arch: simple_cnn", "arch: simple_cnn # caf")
+        .into_bytes();
+    let at = bytes.iter().position(|&b| b == b'#').unwrap() + 5;
+    bytes.insert(at, 0xE9);
+    std::fs::write(&f, &bytes).unwrap();
+    let e = super::load(&f, &[]).err().unwrap().to_string();
+    assert!(
+        e.contains("not UTF-8") && e.contains("byte 0xE9 at line 9, column 25"),
+        "{e}"
+    );
+    assert!(e.contains(&format!("{}:9:25", f.display())), "{e}");
+}
+
+#[test]
+fn a_huge_one_line_file_gives_a_short_error() {
+    let text = format!(
+        "name: t\ndata: {{dataset: synthetic, bogus: \"{}\"}}\n",
+        "x".repeat(10 << 20)
+    );
+    let e = err(&text);
+    assert!(e.len() < 2000, "{} bytes of error", e.len());
+    assert!(e.contains("p.yaml:2:"), "{e}");
+}
+
+#[test]
+fn the_report_section_is_typed_and_its_captions_name_runs() {
+    let text = format!(
+        "{BASE}experiments:\n  baseline: {{}}\n  fast: {{train.epochs: 3}}\nreport:\n  title: My lab\n  captions:\n    fast: Three epochs\n"
+    );
+    let p = load(&text).unwrap();
+    let r = p.report.unwrap();
+    assert_eq!(r.title.as_deref(), Some("My lab"));
+    assert_eq!(r.captions["fast"], "Three epochs");
+    let e = err(&text.replace("    fast: Three", "    fsat: Three"));
+    assert!(
+        e.contains("`report.captions` names `fsat`") && e.contains("did you mean `fast`?"),
+        "{e}"
+    );
+    let e = err(&format!("{BASE}report:\n  titel: x\n"));
+    assert!(e.contains("unknown field `titel`"), "{e}");
+}
+
+#[test]
+fn the_divergence_rule_is_configurable_and_checked() {
+    let p = load_str(
+        Path::new("p.yaml"),
+        BASE,
+        &["train.divergence={factor: 4}".into()],
+    )
+    .unwrap();
+    assert_eq!(
+        p.runs[0].train.divergence,
+        crate::train::config::Divergence::Bound { factor: 4.0 }
+    );
+    let e = err(&BASE.replace("  seed: 0", "  seed: 0\n  divergence: {factor: 0.5}"));
+    assert!(
+        e.contains("must be greater than 1") && e.contains("p.yaml:16:"),
+        "{e}"
+    );
+    let off = load(&BASE.replace("  seed: 0", "  seed: 0\n  divergence: none")).unwrap();
+    assert_eq!(
+        off.runs[0].train.divergence,
+        crate::train::config::Divergence::NonFiniteOnly
+    );
+    // The default leaves the run's identity as it was.
+    let explicit = load(&BASE.replace("  seed: 0", "  seed: 0\n  divergence: {factor: 10}")).unwrap();
+    assert_eq!(explicit.runs[0].id, load(BASE).unwrap().runs[0].id);
+}
+
+#[test]
+fn duplicate_layer_names_are_refused_at_load_naming_both_lines() {
+    let text = BASE.replace(
+        "  arch: simple_cnn\n",
+        "  layers:\n    - conv2d: {out_channels: 8, kernel: 3, padding: 1, name: conv}\n    - relu\n    - conv2d: {out_channels: 8, kernel: 3, padding: 1, name: conv}\n    - flatten\n    - linear: {out_features: 10}\n",
+    );
+    let e = err(&text);
+    assert!(
+        e.contains("layer name `conv` is used twice") && e.contains("also at line 10"),
+        "{e}"
+    );
+    assert!(e.contains("p.yaml:12:"), "{e}");
+}

@@ -56,26 +56,72 @@ pub enum TrainError {
     },
 }
 
-/// A run whose loss became NaN or infinite.
+/// A run whose loss became NaN or infinite, or whose epoch loss exceeded the `train.divergence` bound.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Divergence {
     /// 1-based epoch.
     pub epoch: usize,
-    /// 1-based batch within the epoch.
+    /// 1-based batch within the epoch (the epoch's last batch when the epoch's mean loss broke the bound).
     pub batch: usize,
     /// Learning rate at that moment.
     pub lr: f64,
-    /// The loss value as text (`NaN`, `inf`).
+    /// The loss value as text (`NaN`, `inf`, or the epoch's mean training loss).
     pub loss: String,
+    /// The bound the epoch's mean training loss exceeded (None: the loss was NaN or infinite).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound: Option<DivergenceBound>,
+}
+
+/// The numbers of a broken `train.divergence` bound.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DivergenceBound {
+    /// `train.divergence.factor`.
+    pub factor: f64,
+    /// The initial loss it multiplies.
+    pub initial_loss: f64,
+}
+
+/// A learning rate as people write it: `0.001`, `1e6`.
+fn lr_text(lr: f64) -> String {
+    if lr != 0.0 && !(1e-4..1e4).contains(&lr.abs()) {
+        format!("{lr:e}")
+    } else {
+        format!("{lr}")
+    }
 }
 
 impl Divergence {
+    /// What to try next.
+    pub const HINT: &str = "Try a learning rate 3-10x smaller, a warmup, or normalized inputs.";
+
+    /// What happened, in one sentence.
+    pub fn what(&self) -> String {
+        match &self.bound {
+            None => format!(
+                "the loss became {} at epoch {}, batch {} (learning rate {})",
+                self.loss,
+                self.epoch,
+                self.batch,
+                lr_text(self.lr)
+            ),
+            Some(b) => format!(
+                "epoch {}'s mean training loss {} is more than {} × the initial loss {:.4} (learning rate {}; \
+                 `train.divergence`)",
+                self.epoch,
+                self.loss,
+                b.factor,
+                b.initial_loss,
+                lr_text(self.lr)
+            ),
+        }
+    }
+
     /// A one-paragraph explanation for the user.
     pub fn message(&self) -> String {
         format!(
-            "training diverged: the loss became {} at epoch {}, batch {} (learning rate {}); the history and the \
-             best checkpoint so far are kept. Try a learning rate 3-10x smaller, a warmup, or normalized inputs.",
-            self.loss, self.epoch, self.batch, self.lr
+            "training diverged: {}; the history and the best checkpoint so far are kept. {}",
+            self.what(),
+            Self::HINT
         )
     }
 }
@@ -162,6 +208,9 @@ struct ResumeInfo {
     stop_best: Option<f64>,
     stop_since: usize,
     dropout_rng: Rng,
+    /// The loss the divergence bound multiplies (see `Divergence` in the train config), once known.
+    #[serde(default)]
+    initial_loss: Option<f64>,
 }
 
 /// The identity of a run as training needs it.
@@ -276,6 +325,7 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
         stop_best: None,
         stop_since: 0,
         dropout_rng: net.dropout_rng(),
+        initial_loss: None,
     };
     let resume_json = job.work_dir.join(RESUME_JSON);
     if let Ok(text) = std::fs::read_to_string(&resume_json)
@@ -306,6 +356,24 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
         Some(dir) => Some(open_board(dir, t, &job.decl.class_name, resumed_epochs)?),
         None => None,
     };
+
+    // Until an epoch completes, the selected and last checkpoints are the initial weights: a run that diverges
+    // in its first epoch keeps those, not the exploded ones.
+    if info.epochs_done == 0 {
+        let state = net.state_dict().map_err(terr)?;
+        let meta = checkpoint_metadata(run, job.decl, 0);
+        checkpoint::save(job.model_file, &state, &meta)?;
+        checkpoint::save(job.last_file, &state, &meta)?;
+    }
+    // The loss of a uniform guess over the classes: the floor of the initial loss the divergence bound uses.
+    let classes = job
+        .decl
+        .output_shape()
+        .ok()
+        .and_then(|s| s.first().copied())
+        .unwrap_or(10)
+        .max(2);
+    let uniform_loss = (classes as f64).ln();
 
     let started = Instant::now();
     let eval_batch = t.eval_batch_size.unwrap_or(256);
@@ -351,9 +419,11 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
                     batch: b + 1,
                     lr,
                     loss: format!("{loss_value}"),
+                    bound: None,
                 });
                 break;
             }
+            info.initial_loss.get_or_insert(loss_value);
             let grads = loss.backward().map_err(terr)?;
             opt.step(&grads, lr).map_err(terr)?;
             loss_sum += loss_value * batch.len() as f64;
@@ -374,6 +444,20 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
         if diverged.is_some() {
             break;
         }
+        let train_loss = loss_sum / seen.max(1) as f64;
+        let initial_loss = info.initial_loss.unwrap_or(uniform_loss).max(uniform_loss);
+        if let Some(factor) = t.divergence.factor()
+            && train_loss > factor * initial_loss
+        {
+            diverged = Some(Divergence {
+                epoch: epoch + 1,
+                batch: total,
+                lr: first_lr.unwrap_or(base_lr),
+                loss: format!("{train_loss:.4e}"),
+                bound: Some(DivergenceBound { factor, initial_loss }),
+            });
+            break;
+        }
         let train_seconds = epoch_start.elapsed().as_secs_f64();
         let (val_loss, val_accuracy) =
             evaluate_loss(&net, &job.val, job.stats, eval_batch, job.workers, |_, _| Ok(())).map_err(terr)?;
@@ -383,13 +467,14 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
                 batch: total,
                 lr: first_lr.unwrap_or(base_lr),
                 loss: format!("{val_loss} (validation)"),
+                bound: None,
             });
             break;
         }
         let record = EpochRecord {
             epoch: epoch + 1,
             lr: first_lr.unwrap_or(base_lr),
-            train_loss: loss_sum / seen.max(1) as f64,
+            train_loss,
             train_accuracy: right as f64 / seen.max(1) as f64,
             val_loss,
             val_accuracy,
@@ -499,14 +584,6 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
             });
         }
     }
-    // A diverged run that never finished an epoch keeps its initial weights as the only checkpoint.
-    if info.best_epoch.is_none() {
-        checkpoint::save(
-            job.model_file,
-            &net.state_dict().map_err(terr)?,
-            &checkpoint_metadata(run, job.decl, 0),
-        )?;
-    }
     if let Some(board) = board.as_mut() {
         board.add_session_end(match diverged {
             Some(_) => RunStatus::Failure,
@@ -550,7 +627,7 @@ mod tests {
     use crate::data::synthetic;
 
     const PIPELINE: &str = "name: t
-data: {dataset: synthetic, train_size: 120, test_size: 10, val_split: 40, normalize: first_image}
+data: {dataset: synthetic, train_size: 120, test_size: 10, val_split: 40, normalize: train_mean_std}
 model:
   layers:
     - flatten
@@ -563,7 +640,12 @@ train:
 ";
 
     fn job_parts() -> (crate::spec::RunSpec, Arc<ImageSet>, Arc<ImageSet>, NormStats) {
-        let p = crate::spec::load_str(Path::new("t.yaml"), PIPELINE, &[]).unwrap();
+        job_parts_with(&[])
+    }
+
+    fn job_parts_with(set: &[&str]) -> (crate::spec::RunSpec, Arc<ImageSet>, Arc<ImageSet>, NormStats) {
+        let set: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+        let p = crate::spec::load_str(Path::new("t.yaml"), PIPELINE, &set).unwrap();
         let run = p.runs[0].clone();
         let data = synthetic::generate(120, 10);
         let sp = split(120, 40, 0);
@@ -619,6 +701,81 @@ train:
         clear_resume_state(dir.path());
         assert_eq!(resume_progress(dir.path()), None);
         assert!(!dir.path().join(resume_state_name(2)).exists());
+    }
+
+    /// Trains the test pipeline with `set` overrides in a fresh directory; returns the outcome and the directory.
+    fn train_with(set: &[&str]) -> (TrainOutcome, tempfile::TempDir, crate::spec::RunSpec) {
+        let (run, train_set, val, stats) = job_parts_with(set);
+        let dir = tempfile::tempdir().unwrap();
+        let label = run.label();
+        let job = TrainJob {
+            label: &label,
+            spec: &run.train,
+            decl: &run.decl,
+            augment: &run.data.augment,
+            train: train_set,
+            val,
+            stats,
+            device: &Device::Cpu,
+            workers: 1,
+            work_dir: dir.path(),
+            model_file: &dir.path().join("selected-weights.safetensors"),
+            last_file: &dir.path().join("final-weights.safetensors"),
+            quiet: true,
+            interrupt: Arc::new(AtomicBool::new(false)),
+            tensorboard: None,
+        };
+        (train(&job).unwrap(), dir, run)
+    }
+
+    #[test]
+    fn an_exploding_loss_that_stays_finite_is_divergence() {
+        for optimizer in ["{name: adam, lr: 1e6}", "{name: sgd, lr: 1e6}"] {
+            let o = format!("train.optimizer={optimizer}");
+            let (out, dir, run) = train_with(&[&o, "train.early_stopping=null"]);
+            let d = out
+                .diverged
+                .as_ref()
+                .unwrap_or_else(|| panic!("{optimizer}: not diverged: {out:?}"));
+            assert_eq!(d.epoch, 1, "{optimizer}: {d:?}");
+            let b = d.bound.as_ref().expect("diverged by the bound, not NaN");
+            assert_eq!(b.factor, 10.0);
+            assert!(b.initial_loss >= 10f64.ln() - 1e-9, "{b:?}");
+            assert!(
+                d.message().contains("more than 10 × the initial loss"),
+                "{}",
+                d.message()
+            );
+            assert!(d.message().contains("learning rate 1e6"), "{}", d.message());
+            // Nothing of the exploded epoch is kept: no history, and the checkpoint is the initial weights.
+            assert!(out.history.epochs.is_empty() && out.selected_epoch.is_none());
+            let kept =
+                checkpoint::load(&dir.path().join("selected-weights.safetensors"), &Device::Cpu).unwrap();
+            let init = Net::new(&run.decl, &Device::Cpu, run.train.seed)
+                .unwrap()
+                .state_dict()
+                .unwrap();
+            for (name, t) in &init {
+                let a: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+                let b: Vec<f32> = kept[name].flatten_all().unwrap().to_vec1().unwrap();
+                assert_eq!(a, b, "{name} is not the initial weights");
+            }
+        }
+        // A sane learning rate is not diverged; the rule can be turned off.
+        let (out, _dir, _) = train_with(&[
+            "train.optimizer={name: sgd, lr: 0.001}",
+            "train.early_stopping=null",
+            "train.epochs=2",
+        ]);
+        assert!(out.diverged.is_none(), "{:?}", out.diverged);
+        let (out, _dir, _) = train_with(&[
+            "train.optimizer={name: adam, lr: 1e6}",
+            "train.early_stopping=null",
+            "train.epochs=2",
+            "train.divergence=none",
+        ]);
+        assert!(out.diverged.is_none(), "{:?}", out.diverged);
+        assert_eq!(out.history.epochs.len(), 2);
     }
 
     #[test]
