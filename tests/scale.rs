@@ -158,7 +158,18 @@ fn fake_slurm(dir: &Path, sbatch: &str) -> std::path::PathBuf {
         ),
     ] {
         let p = bin.join(name);
-        std::fs::write(&p, format!("#!/bin/bash\n{body}\n")).unwrap();
+        // Written by a `cp` child, never through a descriptor of this process, which other test threads'
+        // forks could inherit (executing the program would then fail with "text file busy").
+        let draft = bin.join(format!(".{name}.draft"));
+        std::fs::write(&draft, format!("#!/bin/bash\n{body}\n")).unwrap();
+        assert!(
+            std::process::Command::new("cp")
+                .arg(&draft)
+                .arg(&p)
+                .status()
+                .unwrap()
+                .success()
+        );
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     bin

@@ -16,16 +16,12 @@ fn enabled() -> bool {
 
 /// A stand-in labpipe: prints each argument on its own line and fails for the run named `fails`.
 fn fake_labpipe(dir: &Path) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join("labpipe");
-    std::fs::write(
-        &path,
-        "#!/bin/bash\nprintf 'arg=%s\\n' \"$@\"\n\
-         for a in \"$@\"; do [[ $a != fails ]] || { echo 'failing on purpose' >&2; exit 1; }; done\n",
+    crate::slurm::submit::tests::fake_program(
+        dir,
+        "labpipe",
+        "printf 'arg=%s\\n' \"$@\"\n\
+         for a in \"$@\"; do [[ $a != fails ]] || { echo 'failing on purpose' >&2; exit 1; }; done",
     )
-    .unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
 }
 
 fn wait_options() -> WaitOptions {
@@ -144,7 +140,7 @@ fn array_and_report_job_on_a_real_cluster() {
     assert_eq!(
         log,
         format!(
-            "arg=report\narg={}\narg=--results\narg={}\narg=--out\narg={}\n",
+            "arg=report\narg={}\narg=--out\narg={}\narg=--to\narg={}\n",
             pipeline.display(),
             out.display(),
             out.join("report").display()

@@ -68,7 +68,7 @@ pub struct ReportJob {
     pub labpipe: PathBuf,
     /// The pipeline files to report on.
     pub pipelines: Vec<PathBuf>,
-    /// `--results`: the out directory the array job wrote.
+    /// `--out`: the out directory the array job wrote.
     pub results: PathBuf,
     /// `--out`: where report.md and its figures go.
     pub report_out: PathBuf,
@@ -362,9 +362,9 @@ impl ReportJob {
         for p in &self.pipelines {
             command.push(shell_word(&path_text("pipeline file", p)?));
         }
-        command.push("--results".into());
-        command.push(shell_word(&path_text("results directory", &self.results)?));
         command.push("--out".into());
+        command.push(shell_word(&path_text("results directory", &self.results)?));
+        command.push("--to".into());
         command.push(shell_word(&path_text("report directory", &self.report_out)?));
         for a in &self.report_args {
             command.push(shell_word(&text_arg("labpipe report argument", a)?));
@@ -525,7 +525,7 @@ exec '/usr/bin/labpipe' run "${PIPELINE[$i]}" --out '/srv/my out/100%' --run "${
 #SBATCH --account=lab
 set -euo pipefail
 
-exec '/opt/labpipe/bin/labpipe' report '/lab/pipelines/ci.yaml' '/lab/pipelines/task 1.yaml' --results '/lab/out' --out '/lab/out/report' '--format' 'html'
+exec '/opt/labpipe/bin/labpipe' report '/lab/pipelines/ci.yaml' '/lab/pipelines/task 1.yaml' --out '/lab/out' --to '/lab/out/report' '--format' 'html'
 "#;
         assert_eq!(job.render().unwrap(), expected);
     }

@@ -163,11 +163,20 @@ fn parse_parsable(stdout: &str) -> Option<JobId> {
 pub(crate) mod tests {
     use super::*;
 
-    /// A stand-in program in `dir` that runs `body` (bash).
+    /// A stand-in program in `dir` that runs `body` (bash). The file is written by a `cp` child, never through
+    /// a descriptor of this process: another test thread that forks meanwhile would inherit a writable one, and
+    /// executing the program would then fail with "text file busy".
     pub(crate) fn fake_program(dir: &Path, name: &str, body: &str) -> PathBuf {
         use std::os::unix::fs::PermissionsExt;
         let path = dir.join(name);
-        std::fs::write(&path, format!("#!/bin/bash\n{body}\n")).unwrap();
+        let draft = dir.join(format!(".{name}.draft"));
+        std::fs::write(&draft, format!("#!/bin/bash\n{body}\n")).unwrap();
+        let copied = std::process::Command::new("cp")
+            .arg(&draft)
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(copied.success());
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         path
     }
