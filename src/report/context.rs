@@ -8,7 +8,7 @@ use crate::data::config::Normalize;
 use crate::model::checkpoint::size_mb;
 use crate::pipeline::record::{RunRecord, RunStatus};
 use crate::pipeline::stage::{
-    DatasetArtifacts, DatasetInfo, EvaluateArtifacts, ModelArtifacts, PlotArtifacts, TrainArtifacts,
+    DatasetArtifacts, DatasetInfo, EvaluateArtifacts, ModelArtifacts, PlotArtifacts, Stage, TrainArtifacts,
 };
 use crate::spec::{Pipeline, RunSpec};
 use crate::summary::ModelSummary;
@@ -434,11 +434,11 @@ impl ContextBuilder<'_> {
             RunStatus::Interrupted => ("interrupted".into(), None),
         };
         let k = &rec.keys;
-        if let Ok(d) = store.lookup(&k.dataset) {
+        if let Ok(d) = store.lookup(&k.dataset, Stage::Dataset.files()) {
             view.data = DatasetArtifacts::read(&d).ok().map(|a| a.info);
             view.config = config_items(spec, view.data.as_ref());
         }
-        if let Ok(d) = store.lookup(&k.model)
+        if let Ok(d) = store.lookup(&k.model, Stage::Model.files())
             && let Ok(ModelArtifacts {
                 summary: s,
                 diagram_png,
@@ -453,7 +453,7 @@ impl ContextBuilder<'_> {
             });
             view.figures.diagram = self.link(&diagram_png, &spec.pipeline, &spec.name, "diagram");
         }
-        if let Ok(d) = store.lookup(&k.train)
+        if let Ok(d) = store.lookup(&k.train, Stage::Train.files())
             && let Ok(TrainArtifacts {
                 outcome: o,
                 model_file,
@@ -470,10 +470,10 @@ impl ContextBuilder<'_> {
                 size_mb: mb,
             });
         }
-        if let Ok(d) = store.lookup(&k.evaluate) {
+        if let Ok(d) = store.lookup(&k.evaluate, Stage::Evaluate.files()) {
             view.test = EvaluateArtifacts::read(&d).ok().map(|e| e.metrics);
         }
-        if let Ok(d) = store.lookup(&k.plot)
+        if let Ok(d) = store.lookup(&k.plot, Stage::Plot.files())
             && let Ok(plots) = PlotArtifacts::read(&d)
         {
             view.figures.curves = self.link(&plots.curves_png, &spec.pipeline, &spec.name, "curves");
