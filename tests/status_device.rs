@@ -27,12 +27,12 @@ fn as_if_trained_on_cuda(out: &Path) {
     for stage in [Stage::Train, Stage::Evaluate, Stage::Plot] {
         let (from, to) = (rec.keys.get(stage), cuda.get(stage));
         assert_ne!(from.key, to.key, "{stage}: the device is part of the key");
-        let done = store.lookup(from).expect("complete on the CPU");
+        let done = store.lookup(from, stage.files()).expect("complete on the CPU");
         let build = store.begin(to, store.lock(to).unwrap()).unwrap();
         for a in &done.manifest.artifacts {
             std::fs::copy(done.file(&a.name), build.dir().join(&a.name)).unwrap();
         }
-        build.commit(0.0, &[]).unwrap();
+        build.commit(0.0, stage.files()).unwrap();
         std::fs::remove_dir_all(&done.path).unwrap();
     }
     rec.device = DeviceKind::Cuda;

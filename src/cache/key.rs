@@ -8,6 +8,13 @@ use serde_json::{Value, json};
 /// Bump when the layout of any stage's artifacts changes: every key changes with it.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// `(path, blake3)` of every source file this labpipe was built from (build.rs writes the table): what
+/// [`super::code_identity::identity`] combines into each stage's `code` key field.
+pub const SOURCE_HASHES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/source_hashes.rs"));
+
+/// The Candle version Cargo.lock pins (build.rs reads it), shown when a key changes with it.
+pub const CANDLE_VERSION: &str = env!("LABPIPE_CANDLE_VERSION");
+
 /// The identity of one stage's output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StageKey {
@@ -15,27 +22,34 @@ pub struct StageKey {
     pub stage: String,
     /// 16 hex characters of the blake3 hash of `input`'s canonical JSON.
     pub key: String,
-    /// What was hashed: the stage's resolved spec, its inputs' keys, versions and device kind.
+    /// What was hashed: the stage's resolved spec, its inputs' keys, versions, the identity of the code that
+    /// makes the stage, and the device kind.
     pub input: Value,
 }
 
 impl StageKey {
-    /// The key of `stage` for resolved `spec` consuming `inputs`.
-    pub fn new(stage: &str, spec: Value, inputs: &[&StageKey]) -> Self {
+    /// The key of `stage` for resolved `spec` consuming `inputs`, made by the code whose identity is `code`
+    /// (see [`super::code_identity`]).
+    pub fn new(stage: &str, spec: Value, inputs: &[&StageKey], code: &str) -> Self {
         let input = json!({
             "stage": stage,
             "spec": spec,
             "inputs": inputs.iter().map(|k| json!({"stage": k.stage, "key": k.key})).collect::<Vec<_>>(),
             "format": FORMAT_VERSION,
             "labpipe": env!("CARGO_PKG_VERSION"),
-            "candle": "0.11",
+            "candle": CANDLE_VERSION,
+            "code": code,
         });
-        let key = blake3::hash(canonical_json(&input).as_bytes()).to_hex()[..16].to_string();
         StageKey {
             stage: stage.to_string(),
-            key,
+            key: Self::hash_of(&input),
             input,
         }
+    }
+
+    /// The key (16 hex characters) that a key input hashes to.
+    pub fn hash_of(input: &Value) -> String {
+        blake3::hash(canonical_json(input).as_bytes()).to_hex()[..16].to_string()
     }
 }
 
@@ -87,11 +101,20 @@ pub fn spec_diffs(old: &Value, new: &Value) -> Vec<SpecDiff> {
     diffs
 }
 
-/// Lines describing `diffs` (their paths named by `user_path`) and any version change between the key
-/// inputs: `train.optimizer.lr changed from 0.001 to 0.01`, `labpipe version changed from 0.1.0 to 0.2.0`.
+/// Whether the code that makes the stage differs between two key inputs (an input from before keys had a
+/// code identity counts as different).
+pub fn code_changed(old: &Value, new: &Value) -> bool {
+    old["code"] != new["code"]
+}
+
+/// Lines describing `diffs` (their paths named by `user_path`), then `code_change` (how the stage names a
+/// change of its code, used when [`code_changed`]), then any version change between the key inputs:
+/// `train.optimizer.lr changed from 0.001 to 0.01`, `labpipe's training code changed`,
+/// `labpipe version changed from 0.1.0 to 0.2.0`.
 pub fn describe_changes(
     diffs: &[SpecDiff],
     user_path: impl Fn(&[Seg]) -> String,
+    code_change: &str,
     old: &Value,
     new: &Value,
 ) -> Vec<String> {
@@ -99,6 +122,9 @@ pub fn describe_changes(
         .iter()
         .map(|(path, a, b)| describe(&user_path(path), a, b))
         .collect();
+    if code_changed(old, new) {
+        out.push(code_change.to_string());
+    }
     for (field, what) in [
         ("labpipe", "labpipe version"),
         ("candle", "candle version"),
@@ -198,21 +224,53 @@ mod tests {
 
     #[test]
     fn key_depends_on_content_not_order() {
-        let a = StageKey::new("train", json!({"a": 1, "b": 2}), &[]);
-        let b = StageKey::new("train", json!({"b": 2, "a": 1}), &[]);
+        let a = StageKey::new("train", json!({"a": 1, "b": 2}), &[], "c0");
+        let b = StageKey::new("train", json!({"b": 2, "a": 1}), &[], "c0");
         assert_eq!(a.key, b.key);
-        let c = StageKey::new("train", json!({"a": 1, "b": 3}), &[]);
+        assert_eq!(StageKey::hash_of(&a.input), a.key);
+        let c = StageKey::new("train", json!({"a": 1, "b": 3}), &[], "c0");
         assert_ne!(a.key, c.key);
-        let d = StageKey::new("train", json!({"a": 1, "b": 2}), &[&c]);
+        let d = StageKey::new("train", json!({"a": 1, "b": 2}), &[&c], "c0");
         assert_ne!(a.key, d.key);
+        let e = StageKey::new("train", json!({"a": 1, "b": 2}), &[], "c1");
+        assert_ne!(a.key, e.key, "the code identity is part of the key");
+    }
+
+    #[test]
+    fn a_code_change_is_said_in_the_stages_words() {
+        let old = StageKey::new("train", json!({"a": 1}), &[], "c0").input;
+        let new = StageKey::new("train", json!({"a": 1}), &[], "c1").input;
+        let say = |old: &Value| {
+            describe_changes(
+                &spec_diffs(old, &new),
+                |p| Seg::join("train", p),
+                "training code changed",
+                old,
+                &new,
+            )
+        };
+        assert_eq!(say(&old), ["training code changed"]);
+        assert!(say(&new).is_empty());
+        let mut before_code_identity = old.clone();
+        before_code_identity.as_object_mut().unwrap().remove("code");
+        assert_eq!(say(&before_code_identity), ["training code changed"]);
+    }
+
+    #[test]
+    fn the_embedded_candle_version_is_the_locked_one() {
+        let lock = include_str!("../../Cargo.lock");
+        assert_eq!(
+            super::super::code_identity::locked_version(lock, "candle-core").as_deref(),
+            Some(CANDLE_VERSION)
+        );
     }
 
     #[test]
     fn versions_and_many_changes_are_summarised() {
-        let mut old = StageKey::new("train", json!({"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}), &[]).input;
-        let new = StageKey::new("train", json!({"a": 2, "b": 2, "c": 2, "d": 2, "e": 2}), &[]).input;
+        let mut old = StageKey::new("train", json!({"a": 1, "b": 1, "c": 1, "d": 1, "e": 1}), &[], "c").input;
+        let new = StageKey::new("train", json!({"a": 2, "b": 2, "c": 2, "d": 2, "e": 2}), &[], "c").input;
         old["labpipe"] = json!("0.0.9");
-        let lines = describe_changes(&spec_diffs(&old, &new), |p| Seg::join("train", p), &old, &new);
+        let lines = describe_changes(&spec_diffs(&old, &new), |p| Seg::join("train", p), "", &old, &new);
         assert_eq!(lines.len(), MAX_REASONS);
         assert_eq!(lines[0], "train.a changed from 1 to 2");
         assert_eq!(lines[MAX_REASONS - 1], "and 3 more changes");
@@ -220,11 +278,11 @@ mod tests {
 
     #[test]
     fn lists_changed_inputs() {
-        let d1 = StageKey::new("dataset", json!(1), &[]);
-        let d2 = StageKey::new("dataset", json!(2), &[]);
-        let m = StageKey::new("model", json!(1), &[]);
-        let a = StageKey::new("train", json!({}), &[&d1, &m]);
-        let b = StageKey::new("train", json!({}), &[&d2, &m]);
+        let d1 = StageKey::new("dataset", json!(1), &[], "c");
+        let d2 = StageKey::new("dataset", json!(2), &[], "c");
+        let m = StageKey::new("model", json!(1), &[], "c");
+        let a = StageKey::new("train", json!({}), &[&d1, &m], "c");
+        let b = StageKey::new("train", json!({}), &[&d2, &m], "c");
         assert_eq!(changed_inputs(&a.input, &b.input), vec!["dataset"]);
         assert!(changed_inputs(&a.input, &a.input).is_empty());
     }

@@ -49,7 +49,7 @@ pub fn status(pipelines: &[Pipeline], sel: &Select, out: &Path, as_json: bool) -
             .and_then(|r| stage::stage_keys(r, rec.device, &mut fps).ok());
         let mut stages = Vec::new();
         for (stage, key) in rec.keys.iter() {
-            let state = match (store.lookup(key), &current) {
+            let state = match (store.lookup(key, stage.files()), &current) {
                 (Ok(_), Some(cur)) if cur.get(stage).key != key.key => "stale".to_string(),
                 (Ok(_), _) => "done".to_string(),
                 (Err(Miss::Corrupt(w)), _) => format!("damaged ({w})"),
@@ -58,12 +58,12 @@ pub fn status(pipelines: &[Pipeline], sel: &Select, out: &Path, as_json: bool) -
             stages.push(json!({"stage": stage, "state": state}));
         }
         let outcome = store
-            .lookup(&rec.keys.train)
+            .lookup(&rec.keys.train, Stage::Train.files())
             .ok()
             .and_then(|d| TrainArtifacts::read(&d).ok())
             .map(|t| t.outcome);
         let metrics = store
-            .lookup(&rec.keys.evaluate)
+            .lookup(&rec.keys.evaluate, Stage::Evaluate.files())
             .ok()
             .and_then(|d| EvaluateArtifacts::read(&d).ok())
             .map(|e| e.metrics);

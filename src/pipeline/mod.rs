@@ -228,13 +228,13 @@ impl<'a> Executor<'a> {
                 continue;
             }
             // Ctrl-C during a stage that cannot stop midway: start no further stage.
-            if self.opts.interrupt.load(Ordering::SeqCst) && self.store.lookup(key).is_err() {
+            if self.opts.interrupt.load(Ordering::SeqCst) && self.store.lookup(key, stage.files()).is_err() {
                 self.say(&run.name, stage, "interrupted before it started");
                 stages_out.push((stage, StageOutcome::Skipped));
                 status = RunStatus::Interrupted;
                 continue;
             }
-            match self.store.lookup(key) {
+            match self.store.lookup(key, stage.files()) {
                 Ok(dir) => {
                     self.say(&run.name, stage, &format!("cached ({})", &key.key[..8]));
                     stages_out.push((stage, StageOutcome::Cached));
@@ -309,7 +309,7 @@ impl<'a> Executor<'a> {
                 }
             }
         }
-        if let Ok(dir) = self.store.lookup(&keys.train)
+        if let Ok(dir) = self.store.lookup(&keys.train, Stage::Train.files())
             && let Ok(trained) = TrainArtifacts::read(&dir)
         {
             let dest = OutDir::new(&self.opts.out).run_files(&run.pipeline, &run.name);
@@ -343,14 +343,17 @@ impl<'a> Executor<'a> {
         read: fn(&StageDir) -> Result<T, ArtifactError>,
     ) -> Result<T, StageFailure> {
         let key = keys.get(stage);
-        let dir = self.store.lookup(key).map_err(|m| StageFailure::Upstream {
-            stage: key.stage.clone(),
-            key: key.key.clone(),
-            why: match m {
-                Miss::Absent => "not in the cache".into(),
-                Miss::Corrupt(w) => w,
-            },
-        })?;
+        let dir = self
+            .store
+            .lookup(key, stage.files())
+            .map_err(|m| StageFailure::Upstream {
+                stage: key.stage.clone(),
+                key: key.key.clone(),
+                why: match m {
+                    Miss::Absent => "not in the cache".into(),
+                    Miss::Corrupt(w) => w,
+                },
+            })?;
         Ok(read(&dir)?)
     }
 
@@ -400,7 +403,7 @@ impl<'a> Executor<'a> {
         }
         .map_err(|e| at(e.into()))?;
         // Another process may have finished this stage while we waited for the lock.
-        if let Ok(dir) = self.store.lookup(key) {
+        if let Ok(dir) = self.store.lookup(key, stage.files()) {
             return Ok(Built::ByOther(dir));
         }
         let build = self.store.begin(key, lock).map_err(|e| at(e.into()))?;
@@ -434,7 +437,7 @@ impl<'a> Executor<'a> {
         }
         .map_err(at)?;
         build
-            .commit(started.elapsed().as_secs_f64(), &[])
+            .commit(started.elapsed().as_secs_f64(), stage.files())
             .map_err(|e| at(e.into()))?;
         Ok(Built::Ran(diverged))
     }
@@ -460,7 +463,7 @@ impl<'a> Executor<'a> {
                     .model_file
             }
         };
-        if self.store.lookup(&keys.dataset).is_err() {
+        if self.store.lookup(&keys.dataset, Stage::Dataset.files()).is_err() {
             self.build_stage(Stage::Dataset, run, &keys, &mut None, true)?;
         }
         let mut prepared = None;

@@ -56,14 +56,16 @@ pub fn plan_run(
         macs_to_train: 0,
     };
     for (stage, key) in keys.iter() {
-        let state = match store.lookup(key) {
+        let state = match store.lookup(key, stage.files()) {
             Ok(_) => StagePlan::Cached,
             Err(miss) => {
                 let why = reason(&store, stage, key, &miss, previous.as_ref(), &will_run);
                 will_run.push(stage);
                 if stage == Stage::Train {
                     // An interrupted build resumes: only the epochs it has not checkpointed are work.
-                    let done = stage::train::resume_progress(&store.partial_dir(key)).unwrap_or(0);
+                    let done = stage::train::resume_progress(&store.partial_dir(key))
+                        .epochs_done
+                        .unwrap_or(0);
                     (plan.images_to_train, plan.macs_to_train) = stage::train::work_left(run, done);
                 }
                 StagePlan::WillRun(why)
@@ -91,9 +93,16 @@ fn reason(
         if let Ok(None) = store.try_lock(key) {
             return "another labpipe process is building it now (`run` would wait, then reuse it)".into();
         }
-        return match stage::train::resume_progress(&partial) {
-            Some(done) => format!("interrupted earlier; resumes after epoch {done}"),
-            None => "an earlier attempt did not finish; starts again".into(),
+        let point = stage::train::resume_progress(&partial);
+        return match (point.epochs_done, point.damage) {
+            (Some(done), None) => format!("interrupted earlier; resumes after epoch {done}"),
+            (Some(done), Some(damage)) => {
+                format!("interrupted earlier; {damage}; resumes after epoch {done} instead")
+            }
+            (None, Some(damage)) => {
+                format!("interrupted earlier; {damage}; starts again from epoch 1")
+            }
+            (None, None) => "an earlier attempt did not finish; starts again".into(),
         };
     }
     let Some(rec) = previous else {

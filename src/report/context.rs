@@ -2,14 +2,14 @@
 //! observations, loaded from the out directory's run records and cache (documented in docs/report-context.md).
 
 use super::observe::{Observations, observe};
-use crate::cache::{Miss, StageDir, StageKey, Store};
+use crate::cache::{Miss, StageDir, Store};
 use crate::data::augment::Augment;
 use crate::data::config::Normalize;
 use crate::model::checkpoint::size_mb;
 use crate::pipeline::record::{RunRecord, RunStatus};
 use crate::pipeline::stage::{
     ArtifactError, DatasetArtifacts, DatasetInfo, EvaluateArtifacts, ModelArtifacts, PlotArtifacts, Stage,
-    TrainArtifacts,
+    StageKeys, TrainArtifacts,
 };
 use crate::spec::file::ReportSpec;
 use crate::spec::{Pipeline, RunSpec};
@@ -395,8 +395,13 @@ fn artifact_problem(e: &ArtifactError) -> String {
     }
 }
 
-fn find<T>(store: &Store, key: &StageKey, read: fn(&StageDir) -> Result<T, ArtifactError>) -> Found<T> {
-    match store.lookup(key) {
+fn find<T>(
+    store: &Store,
+    keys: &StageKeys,
+    stage: Stage,
+    read: fn(&StageDir) -> Result<T, ArtifactError>,
+) -> Found<T> {
+    match store.lookup(keys.get(stage), stage.files()) {
         Ok(dir) => match read(&dir) {
             Ok(a) => Found::Ok(a),
             Err(e) => Found::Damaged(artifact_problem(&e)),
@@ -561,7 +566,7 @@ impl ContextBuilder<'_> {
         };
         let k = &rec.keys;
         let mut broken = Vec::new();
-        match find(&store, &k.dataset, DatasetArtifacts::read) {
+        match find(&store, k, Stage::Dataset, DatasetArtifacts::read) {
             Found::Ok(a) => {
                 view.data = Some(a.info);
                 view.config = config_items(spec, view.data.as_ref());
@@ -572,7 +577,7 @@ impl ContextBuilder<'_> {
             }),
             Found::Absent => {}
         }
-        match find(&store, &k.model, ModelArtifacts::read) {
+        match find(&store, k, Stage::Model, ModelArtifacts::read) {
             Found::Ok(ModelArtifacts {
                 summary: s,
                 diagram_png,
@@ -592,7 +597,7 @@ impl ContextBuilder<'_> {
             }),
             Found::Absent => {}
         }
-        match find(&store, &k.train, TrainArtifacts::read) {
+        match find(&store, k, Stage::Train, TrainArtifacts::read) {
             Found::Ok(TrainArtifacts {
                 outcome: o,
                 model_file,
@@ -620,7 +625,7 @@ impl ContextBuilder<'_> {
             }),
             Found::Absent => {}
         }
-        match find(&store, &k.evaluate, EvaluateArtifacts::read) {
+        match find(&store, k, Stage::Evaluate, EvaluateArtifacts::read) {
             Found::Ok(e) => view.test = Some(e.metrics),
             Found::Damaged(why) => broken.push(DamagedStage {
                 stage: Stage::Evaluate,
@@ -628,7 +633,7 @@ impl ContextBuilder<'_> {
             }),
             Found::Absent => {}
         }
-        match find(&store, &k.plot, PlotArtifacts::read) {
+        match find(&store, k, Stage::Plot, PlotArtifacts::read) {
             Found::Ok(plots) => {
                 view.figures.curves = self.link(&plots.curves_png, &spec.pipeline, &spec.name, "curves");
                 view.figures.confusion =

@@ -84,6 +84,65 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::normalize::stats_for;
+    use crate::data::synthetic;
+    use crate::train::trainer::evaluate_loss;
+    use candle_core::Device;
+    use std::path::Path;
+
+    /// Networks whose kernels see the whole batch at once: convolutions, BatchNorm (running statistics in
+    /// evaluation), pooling, and linear layers with an inner dimension below and above the GEMM's 512-wide
+    /// blocks.
+    const MODELS: [&str; 2] = [
+        "    - conv2d: {out_channels: 8, kernel: 3, padding: 1}
+    - batch_norm2d
+    - relu
+    - max_pool2d: {kernel: 4}
+    - flatten
+    - linear: {out_features: 10}
+",
+        "    - flatten
+    - linear: {out_features: 128}
+    - relu
+    - linear: {out_features: 10}
+",
+    ];
+
+    #[test]
+    fn validation_and_test_loss_do_not_depend_on_the_eval_batch_size() {
+        let data = synthetic::generate(300, 300);
+        let (val, test) = (Arc::new(data.train.clone()), Arc::new(data.test.clone()));
+        for layers in MODELS {
+            let text = format!(
+                "name: t
+data: {{dataset: synthetic, train_size: 300, test_size: 300, val_split: 40, normalize: first_image}}
+model:
+  layers:
+{layers}train: {{epochs: 1, batch_size: 32, optimizer: {{name: sgd, lr: 0.01}}}}
+"
+            );
+            let p = crate::spec::load_str(Path::new("t.yaml"), &text, &[]).unwrap();
+            let run = &p.runs[0];
+            let all: Vec<usize> = (0..300).collect();
+            let stats = stats_for(&run.data.normalize, &data.train, &all);
+            let net = Net::new(&run.decl, &Device::Cpu, 7).unwrap();
+            let measure = |batch: usize| {
+                let (val_loss, val_acc) = evaluate_loss(&net, &val, stats, batch, 2, |_, _| Ok(())).unwrap();
+                let m = evaluate(&net, &test, stats, &data.class_names, batch, 2).unwrap();
+                (
+                    val_loss.to_bits(),
+                    val_acc.to_bits(),
+                    m.loss.to_bits(),
+                    m.confusion,
+                )
+            };
+            let reference = measure(256);
+            assert!(f64::from_bits(reference.0) > 0.0 && f64::from_bits(reference.2) > 0.0);
+            for batch in [7, 64, 300, 1, 65] {
+                assert_eq!(measure(batch), reference, "eval batch size {batch}:\n{layers}");
+            }
+        }
+    }
 
     #[test]
     fn nan_loss_survives_json() {

@@ -18,6 +18,15 @@ pub fn cross_entropy(logits: &Tensor, labels: &Tensor, eps: f64) -> Result<Tenso
     (nll * (1.0 - eps))? + (smooth * eps)?
 }
 
+/// Cross-entropy of each row of `logits` `[N, K]` against its label in `labels` `[N]` (u32), without label
+/// smoothing: `[N]`, each row's loss computed from that row alone.
+pub fn per_sample_cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    candle_nn::ops::log_softmax(logits, D::Minus1)?
+        .gather(&labels.unsqueeze(1)?, 1)?
+        .squeeze(1)?
+        .neg()
+}
+
 /// Number of rows whose arg-max equals the label.
 pub fn correct(logits: &Tensor, labels: &Tensor) -> Result<usize> {
     let pred = logits.argmax(D::Minus1)?;
@@ -50,5 +59,12 @@ mod tests {
             .unwrap();
         assert!((l - 0.562_858_7).abs() < 1e-5, "{l}");
         assert_eq!(correct(&logits, &labels).unwrap(), 2);
+        // Per row: −log softmax at the label; their mean is the unsmoothed loss.
+        let rows = per_sample_cross_entropy(&logits, &labels)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert!((rows[0] - 0.407_605_9).abs() < 1e-6, "{rows:?}");
+        assert!((rows[1] - 0.551_444_8).abs() < 1e-6, "{rows:?}");
     }
 }

@@ -7,5 +7,6 @@ pub mod history;
 pub mod loss;
 pub mod optim;
 pub mod progress;
+pub mod resume;
 pub mod schedule;
 pub mod trainer;

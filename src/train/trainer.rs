@@ -3,9 +3,10 @@
 
 use super::config::{Select, StopMetric, TrainSpec};
 use super::history::{EpochRecord, TrainHistory};
-use super::loss::{correct, cross_entropy};
+use super::loss::{correct, cross_entropy, per_sample_cross_entropy};
 use super::optim;
 use super::progress::EpochProgress;
+use super::resume::{self, ResumeInfo};
 use crate::data::ImageSet;
 use crate::data::augment::Augment;
 use crate::data::batches::{Batch, BatchPlan, Prefetcher};
@@ -13,11 +14,10 @@ use crate::data::normalize::NormStats;
 use crate::model::checkpoint;
 use crate::model::decl::ModelDecl;
 use crate::model::net::{Mode, Net};
-use crate::rng::Rng;
 use crate::tensorboard::{self, EventWriter, HParamValue, RunStatus};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -179,40 +179,6 @@ pub struct TrainJob<'a> {
     pub tensorboard: Option<PathBuf>,
 }
 
-const RESUME_JSON: &str = "resume.json";
-
-/// The tensors of the resume state after `epochs` epochs. Each epoch writes a new file and `resume.json`
-/// then names it, so a crash between the two writes leaves the previous, matching pair.
-fn resume_state_name(epochs: usize) -> String {
-    format!("resume-{epochs}.safetensors")
-}
-
-fn is_resume_state(name: &str) -> bool {
-    name.starts_with("resume") && name.ends_with(".safetensors")
-}
-
-/// `resume.json`: everything besides tensors that the loop carries from one epoch to the next. Floats survive
-/// the JSON round trip exactly (serde_json's `float_roundtrip`), so a resumed run compares like the original.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct ResumeInfo {
-    epochs_done: usize,
-    /// The file holding this state's weights, buffers and optimizer state.
-    #[serde(default)]
-    state_file: String,
-    /// Set when early stopping ended training: a resume must not train on.
-    #[serde(default)]
-    stopped_early_at: Option<usize>,
-    history: TrainHistory,
-    best_epoch: Option<usize>,
-    best_metric: Option<f64>,
-    stop_best: Option<f64>,
-    stop_since: usize,
-    dropout_rng: Rng,
-    /// The loss the divergence bound multiplies (see `Divergence` in the train config), once known.
-    #[serde(default)]
-    initial_loss: Option<f64>,
-}
-
 /// The identity of a run as training needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunLabel {
@@ -258,7 +224,9 @@ fn open_board(
     Ok(board)
 }
 
-/// Loss and accuracy of `net` over `set`, in evaluation mode.
+/// Loss and accuracy of `net` over `set`, in evaluation mode. The loss is the mean of the per-image losses
+/// summed one image at a time in f64, so its bits do not depend on `batch_size` (which is not in any key):
+/// `best_val_loss` selection and early stopping read it.
 pub fn evaluate_loss(
     net: &Net,
     set: &Arc<ImageSet>,
@@ -277,14 +245,41 @@ pub fn evaluate_loss(
     let (mut loss_sum, mut right, mut n) = (0.0f64, 0usize, 0usize);
     for batch in Prefetcher::start(plan, workers) {
         let (x, y) = to_tensors(&batch, net.device())?;
-        let logits = net.forward(&x, Mode::Eval)?;
-        let loss = cross_entropy(&logits, &y, 0.0)?.to_scalar::<f32>()? as f64;
-        loss_sum += loss * batch.len() as f64;
+        let logits = forward_rows_invariant(net, &x)?;
+        let losses = per_sample_cross_entropy(&logits, &y)?
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec1::<f32>()?;
+        for l in losses {
+            loss_sum += l as f64;
+        }
         right += correct(&logits, &y)?;
         n += batch.len();
         on_batch(&logits, &batch)?;
     }
     Ok((loss_sum / n.max(1) as f64, right as f64 / n.max(1) as f64))
+}
+
+/// Fewest rows an evaluation batch is run with on the CPU. The GEMM (the `gemm` crate, under Candle's matmul
+/// and labpipe's convolution) blocks the inner dimension differently for products of at most 64 rows and
+/// columns, and takes another path for a strided operand below about 64 rows; from 65 rows on, each output
+/// element is summed in an order that depends on the layer alone. Measured in
+/// `validation_and_test_loss_do_not_depend_on_the_eval_batch_size` (src/train/evaluate.rs).
+const MIN_EVAL_ROWS: usize = 65;
+
+/// `net`'s evaluation-mode output for the images `x`, each row's bits independent of how many images `x`
+/// holds: on the CPU a short batch is padded with zero images to [`MIN_EVAL_ROWS`] (evaluation mode treats
+/// every image on its own, so the padding changes no real row) and their rows are dropped again. On CUDA,
+/// cuBLAS picks kernels by shape, so there the evaluation batch size is part of the train and evaluate keys
+/// instead (src/pipeline/stage/train.rs).
+pub fn forward_rows_invariant(net: &Net, x: &Tensor) -> candle_core::Result<Tensor> {
+    let n = x.dim(0)?;
+    if !net.device().is_cpu() || n >= MIN_EVAL_ROWS {
+        return net.forward(x, Mode::Eval);
+    }
+    let mut shape = x.dims().to_vec();
+    shape[0] = MIN_EVAL_ROWS - n;
+    let padded = Tensor::cat(&[x, &Tensor::zeros(shape, x.dtype(), x.device())?], 0)?;
+    net.forward(&padded, Mode::Eval)?.narrow(0, 0, n)
 }
 
 fn to_tensors(batch: &Batch, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
@@ -308,16 +303,21 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
         move |source| TrainError::Io { path, source }
     };
     std::fs::create_dir_all(job.work_dir).map_err(io(job.work_dir))?;
-    let net = Net::new(job.decl, job.device, t.seed).map_err(terr)?;
-    let mut opt = optim::build(
-        &t.optimizer.with_momentum(t.scheduler.initial_momentum()),
-        net.params(),
-    )
-    .map_err(terr)?;
+    let fresh = || -> candle_core::Result<_> {
+        let net = Net::new(job.decl, job.device, t.seed)?;
+        let opt = optim::build(
+            &t.optimizer.with_momentum(t.scheduler.initial_momentum()),
+            net.params(),
+        )?;
+        Ok((net, opt))
+    };
+    let (mut net, mut opt) = fresh().map_err(terr)?;
 
     let mut info = ResumeInfo {
         epochs_done: 0,
         state_file: String::new(),
+        state_bytes: 0,
+        state_blake3: String::new(),
         stopped_early_at: None,
         history: TrainHistory::default(),
         best_epoch: None,
@@ -326,30 +326,39 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
         stop_since: 0,
         dropout_rng: net.dropout_rng(),
         initial_loss: None,
+        previous: None,
     };
-    let resume_json = job.work_dir.join(RESUME_JSON);
-    if let Ok(text) = std::fs::read_to_string(&resume_json)
-        && let Ok(saved) = serde_json::from_str::<ResumeInfo>(&text)
-        && is_resume_state(&saved.state_file)
-        && let Ok(tensors) = checkpoint::load(&job.work_dir.join(&saved.state_file), job.device)
-    {
-        let (model, optim): (HashMap<_, _>, HashMap<_, _>) = tensors
-            .into_iter()
-            .partition(|(k, _)| !k.starts_with("optimizer/"));
-        let optim: HashMap<String, Tensor> = optim
-            .into_iter()
-            .map(|(k, v)| (k.trim_start_matches("optimizer/").to_string(), v))
-            .collect();
-        if net.load_state_dict(&model).is_ok() && opt.load_state(&optim).is_ok() {
-            net.set_dropout_rng(saved.dropout_rng.clone());
-            if !job.quiet {
-                eprintln!(
-                    "  {}: resuming after epoch {} of {}",
-                    run.name, saved.epochs_done, t.epochs
-                );
-            }
-            info = saved;
+    // The newest intact state the network and optimizer accept; a damaged one is passed over and said so
+    // (even with -q: the user should know a checkpoint went bad).
+    let (resumed, damage) = resume::resume_from(job.work_dir, |saved, bytes| {
+        let (model, optim) = resume::tensors(bytes, job.device).map_err(|e| e.to_string())?;
+        net.load_state_dict(&model).map_err(|e| e.to_string())?;
+        opt.load_state(&optim).map_err(|e| e.to_string())?;
+        net.set_dropout_rng(saved.dropout_rng.clone());
+        Ok(())
+    });
+    match (&resumed, &damage) {
+        (Some(saved), Some(damage)) => eprintln!(
+            "  {}: {damage}; resuming after epoch {} of {} instead",
+            run.name, saved.epochs_done, t.epochs
+        ),
+        (None, Some(damage)) => {
+            eprintln!("  {}: {damage}; training starts again from epoch 1", run.name)
         }
+        (Some(saved), None) if !job.quiet => eprintln!(
+            "  {}: resuming after epoch {} of {}",
+            run.name, saved.epochs_done, t.epochs
+        ),
+        _ => {}
+    }
+    if resumed.is_none() && damage.is_some() {
+        // A state that failed to load part-way must not leave its tensors in the network: start afresh.
+        (net, opt) = fresh().map_err(terr)?;
+    }
+    // What the next epoch's record keeps as the state to fall back to.
+    let mut last_recorded = resumed.clone();
+    if let Some(saved) = resumed {
+        info = saved;
     }
     let resumed_epochs = info.epochs_done;
     let mut board = match &job.tensorboard {
@@ -550,18 +559,20 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
         for (k, v) in opt.state().map_err(terr)? {
             resume.insert(format!("optimizer/{k}"), v);
         }
-        let previous = std::mem::replace(&mut info.state_file, resume_state_name(info.epochs_done));
+        info.state_file = resume::state_name(info.epochs_done);
+        let state_path = job.work_dir.join(&info.state_file);
         checkpoint::save(
-            &job.work_dir.join(&info.state_file),
+            &state_path,
             &resume,
             &checkpoint_metadata(run, job.decl, record.epoch),
         )?;
-        let tmp = resume_json.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&info).unwrap_or_default()).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &resume_json).map_err(io(&resume_json))?;
-        if !previous.is_empty() && previous != info.state_file {
-            let _ = std::fs::remove_file(job.work_dir.join(previous));
-        }
+        // Hashed as read back, so the record vouches for what is on disk; the previous state stays until the
+        // record naming this one is in place.
+        (info.state_bytes, info.state_blake3) =
+            resume::size_and_hash(&state_path).map_err(io(&state_path))?;
+        let resume_json = resume::info_path(job.work_dir);
+        resume::record(job.work_dir, &info, last_recorded.as_ref()).map_err(io(&resume_json))?;
+        last_recorded = Some(info.clone());
         // After the resume state, so that no point on the curves belongs to an epoch a resume trains again.
         if let Some(board) = board.as_mut() {
             board.add_epoch(&record);
@@ -602,21 +613,20 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
     })
 }
 
-/// Epochs an interrupted build in `work_dir` has checkpointed (what the next run resumes after), if any.
-pub fn resume_progress(work_dir: &Path) -> Option<usize> {
-    let text = std::fs::read_to_string(work_dir.join(RESUME_JSON)).ok()?;
-    let info: ResumeInfo = serde_json::from_str(&text).ok()?;
-    Some(info.epochs_done)
+/// Where training of the interrupted build in `work_dir` resumes (the epochs of its newest intact resume
+/// state) and what damaged state it passes over: what `plan` says and `train` does.
+pub fn resume_progress(work_dir: &Path) -> resume::ResumePoint {
+    resume::resume_point(work_dir)
+}
+
+/// Whether an unfinished build may hold `name` as part of its resume state.
+pub fn is_resume_file(name: &str) -> bool {
+    resume::is_resume_file(name)
 }
 
 /// Remove the resume state once the stage's artifacts are final.
 pub fn clear_resume_state(work_dir: &Path) {
-    let _ = std::fs::remove_file(work_dir.join(RESUME_JSON));
-    for e in std::fs::read_dir(work_dir).into_iter().flatten().flatten() {
-        if is_resume_state(&e.file_name().to_string_lossy()) {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
+    resume::clear(work_dir)
 }
 
 #[cfg(test)]
@@ -681,15 +691,16 @@ train:
         let first = train(&job).unwrap();
         assert_eq!(first.stopped_early_at, Some(2));
         assert_eq!(first.history.epochs.len(), 2);
-        assert_eq!(resume_progress(dir.path()), Some(2));
-        // One state file, the one resume.json names; the previous epoch's is gone.
-        let states: Vec<String> = std::fs::read_dir(dir.path())
+        assert_eq!(resume_progress(dir.path()).epochs_done, Some(2));
+        // Two state files: the one resume.json names and the epoch before's; older ones are gone.
+        let mut states: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| is_resume_state(n))
+            .filter(|n| is_resume_file(n) && n.ends_with(".safetensors"))
             .collect();
-        assert_eq!(states, [resume_state_name(2)]);
+        states.sort();
+        assert_eq!(states, [resume::state_name(1), resume::state_name(2)]);
 
         // The process died before the stage was committed: the next one must not train epochs 3-6.
         let again = train(&job).unwrap();
@@ -699,8 +710,8 @@ train:
         assert_eq!(again.selected_epoch, first.selected_epoch);
 
         clear_resume_state(dir.path());
-        assert_eq!(resume_progress(dir.path()), None);
-        assert!(!dir.path().join(resume_state_name(2)).exists());
+        assert_eq!(resume_progress(dir.path()), resume::ResumePoint::default());
+        assert!(!dir.path().join(resume::state_name(2)).exists());
     }
 
     /// Trains the test pipeline with `set` overrides in a fresh directory; returns the outcome and the directory.
@@ -804,7 +815,7 @@ train:
             Err(TrainError::Interrupted { epochs_done }) => assert_eq!(epochs_done, 0),
             other => panic!("expected an interrupt, got {other:?}"),
         }
-        assert_eq!(resume_progress(dir.path()), None);
+        assert_eq!(resume_progress(dir.path()), resume::ResumePoint::default());
     }
 
     /// Trains the runs of tests/fixtures/tensorboard/check_output.txt into `logdir`: `baseline` trains 2
@@ -865,7 +876,7 @@ train:
             assert_eq!(points.iter().map(|p| p.0).collect::<Vec<_>>(), [1, 2]);
         }
         // The values are the history's, rounded to f32.
-        let resume = std::fs::read_to_string(work.path().join("baseline").join(RESUME_JSON)).unwrap();
+        let resume = std::fs::read_to_string(resume::info_path(&work.path().join("baseline"))).unwrap();
         let info: ResumeInfo = serde_json::from_str(&resume).unwrap();
         let val_acc: Vec<f32> = info
             .history

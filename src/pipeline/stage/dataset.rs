@@ -19,6 +19,8 @@ const INFO: &str = "dataset.json";
 const SPLIT: &str = "split.json";
 /// The files a complete build holds.
 pub const FILES: &[&str] = &[INFO, SPLIT];
+/// The code that decides what the stage writes (see `Stage::sources`).
+pub const SOURCES: &[&str] = &["src/data/", "src/rng.rs", "src/pipeline/stage/dataset.rs"];
 
 /// `dataset.json`: what the dataset stage decided.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -18,6 +18,20 @@ pub const NAME: &str = "evaluate";
 const METRICS: &str = "metrics.json";
 /// The files a complete build holds.
 pub const FILES: &[&str] = &[METRICS];
+/// The evaluation batch size when the pipeline sets none (the trainer's default too).
+const EVAL_BATCH_SIZE: usize = 256;
+/// The code that decides what the stage writes (see `Stage::sources`): the network's forward pass on every
+/// device, the loss and metrics, and how the test images are prepared.
+pub const SOURCES: &[&str] = &[
+    "src/train/",
+    "src/model/",
+    "src/data/",
+    "src/device.rs",
+    "src/cuda/",
+    "build.rs",
+    "src/pipeline/stage/inputs.rs",
+    "src/pipeline/stage/evaluate.rs",
+];
 
 /// A complete evaluate stage, read back.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,8 +50,16 @@ impl EvaluateArtifacts {
 }
 
 /// What the evaluate stage's key hashes (besides its inputs' keys).
-pub(crate) fn key_input(device: DeviceKind) -> Value {
-    json!({"split": "test", "device": device})
+pub(crate) fn key_input(run: &RunSpec, device: DeviceKind) -> Value {
+    // The evaluation batch size changes the test loss's bits only on a GPU (see `train::key_input`).
+    match device {
+        DeviceKind::Cpu => json!({"split": "test", "device": device}),
+        _ => json!({
+            "split": "test",
+            "device": device,
+            "eval_batch_size": run.train.eval_batch_size.unwrap_or(EVAL_BATCH_SIZE),
+        }),
+    }
 }
 
 /// Test metrics of the weights in `checkpoint_file` for `run`'s network.
@@ -55,7 +77,7 @@ pub fn evaluate_checkpoint(
         &data.test,
         data.info.stats,
         &data.info.class_names,
-        run.train.eval_batch_size.unwrap_or(256),
+        run.train.eval_batch_size.unwrap_or(EVAL_BATCH_SIZE),
         compute.workers,
     )?)
 }

@@ -4,6 +4,8 @@
 use super::kind::Stage;
 use super::{dataset, evaluate, model, plot, train};
 use crate::cache::StageKey;
+#[cfg(test)]
+use crate::cache::code_identity;
 use crate::data::config::DataSpec;
 use crate::data::error::DataError;
 use crate::data::source;
@@ -48,11 +50,29 @@ impl StageKeys {
 /// The keys of every stage of `run` made on `device`, given its input data's fingerprint. A pure function:
 /// `plan`, `status` and `run` all compute keys this way.
 pub fn keys_with_fingerprint(run: &RunSpec, fingerprint: &str, device: DeviceKind) -> StageKeys {
-    let dataset = StageKey::new(dataset::NAME, dataset::key_input(run, fingerprint), &[]);
-    let model = StageKey::new(model::NAME, model::key_input(run), &[]);
-    let train = StageKey::new(train::NAME, train::key_input(run, device), &[&dataset, &model]);
-    let evaluate = StageKey::new(evaluate::NAME, evaluate::key_input(device), &[&dataset, &train]);
-    let plot = StageKey::new(plot::NAME, plot::key_input(), &[&train, &evaluate]);
+    keys_for_code(run, fingerprint, device, Stage::code_identity)
+}
+
+/// [`keys_with_fingerprint`] with each stage's code identity given by `code` (this labpipe's own, or another
+/// source tree's in tests).
+pub fn keys_for_code(
+    run: &RunSpec,
+    fingerprint: &str,
+    device: DeviceKind,
+    code: impl Fn(Stage) -> String,
+) -> StageKeys {
+    let key = |stage: Stage, input, upstream: &[&StageKey]| {
+        StageKey::new(stage.name(), input, upstream, &code(stage))
+    };
+    let dataset = key(Stage::Dataset, dataset::key_input(run, fingerprint), &[]);
+    let model = key(Stage::Model, model::key_input(run), &[]);
+    let train = key(Stage::Train, train::key_input(run, device), &[&dataset, &model]);
+    let evaluate = key(
+        Stage::Evaluate,
+        evaluate::key_input(run, device),
+        &[&dataset, &train],
+    );
+    let plot = key(Stage::Plot, plot::key_input(), &[&train, &evaluate]);
     StageKeys {
         dataset,
         model,
@@ -93,7 +113,7 @@ mod tests {
     use std::path::Path;
 
     /// The key fields that identify the code rather than the run; they change with every labpipe version.
-    const CODE_FIELDS: &[&str] = &["labpipe", "candle"];
+    const CODE_FIELDS: &[&str] = &["labpipe", "candle", "code"];
 
     fn without_code_identity(mut v: Value) -> Value {
         match &mut v {
@@ -148,5 +168,111 @@ mod tests {
             }
         }
         assert!(checked >= 20, "{checked}");
+    }
+
+    /// A copy of the files this labpipe's code identities are made of.
+    fn copy_of_the_source_tree() -> tempfile::TempDir {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let tmp = tempfile::tempdir().unwrap();
+        for (rel, _) in code_identity::hash_tree(root).unwrap() {
+            let dest = tmp.path().join(&rel);
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(root.join(&rel), dest).unwrap();
+        }
+        tmp
+    }
+
+    fn keys_of_tree(run: &RunSpec, tree: &Path) -> StageKeys {
+        let table = code_identity::hash_tree(tree).unwrap();
+        let pairs = || table.iter().map(|(p, h)| (p.as_str(), h.as_str()));
+        keys_for_code(run, "fp", DeviceKind::Cpu, |stage| {
+            stage.code_identity_in(pairs())
+        })
+    }
+
+    /// The stages whose keys differ.
+    fn changed(a: &StageKeys, b: &StageKeys) -> Vec<Stage> {
+        Stage::ALL
+            .into_iter()
+            .filter(|s| a.get(*s).key != b.get(*s).key)
+            .collect()
+    }
+
+    #[test]
+    fn a_change_to_a_stages_code_changes_its_key_and_no_other_code_does() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let p = crate::spec::load(&root.join("pipelines/quickstart.yaml"), &[]).unwrap();
+        let run = &p.runs[0];
+        let tree = copy_of_the_source_tree();
+        let original = keys_of_tree(run, tree.path());
+        assert_eq!(
+            keys_with_fingerprint(run, "fp", DeviceKind::Cpu),
+            original,
+            "this labpipe's keys are the ones of its own source tree"
+        );
+        let append = |rel: &str| {
+            let path = tree.path().join(rel);
+            let mut text = std::fs::read_to_string(&path).unwrap();
+            text.push_str("\n// edited\n");
+            std::fs::write(&path, text).unwrap();
+        };
+        let mut last = original.clone();
+        let mut step = |rel: &str, want: &[Stage]| {
+            append(rel);
+            let now = keys_of_tree(run, tree.path());
+            assert_eq!(changed(&last, &now), want, "after editing {rel}");
+            // Train's own code (not an upstream stage's) is said in plan's words.
+            if rel.starts_with("src/train/") {
+                let why = Stage::Train.explain_change(&last.train.input, &now.train.input);
+                assert_eq!(why, ["labpipe's training code changed"]);
+            }
+            last = now;
+        };
+        // Report, CLI, spec and tensorboard code makes no stage's artifacts.
+        step("src/report/render.rs", &[]);
+        step("src/cli/mod.rs", &[]);
+        step("src/tensorboard/mod.rs", &[]);
+        // Training code: the train stage and those that consume it.
+        step(
+            "src/train/schedule.rs",
+            &[Stage::Train, Stage::Evaluate, Stage::Plot],
+        );
+        step(
+            "src/pipeline/stage/train.rs",
+            &[Stage::Train, Stage::Evaluate, Stage::Plot],
+        );
+        // Drawing: the plots; and the model stage's diagram, whose key the train stage's hashes (so a change to
+        // the drawing code retrains: the price of train consuming the model stage).
+        step("src/pipeline/stage/plot.rs", &[Stage::Plot]);
+        step(
+            "src/figure/curves.rs",
+            &[Stage::Model, Stage::Train, Stage::Evaluate, Stage::Plot],
+        );
+        step("src/pipeline/stage/evaluate.rs", &[Stage::Evaluate, Stage::Plot]);
+        // Data code: the dataset stage and everything that consumes it, not the model's summary.
+        step(
+            "src/data/split.rs",
+            &[Stage::Dataset, Stage::Train, Stage::Evaluate, Stage::Plot],
+        );
+        step("Cargo.lock", &Stage::ALL);
+    }
+
+    #[test]
+    fn the_eval_batch_size_is_keyed_only_where_it_changes_results() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let small = crate::spec::load(
+            &root.join("pipelines/quickstart.yaml"),
+            &["train.eval_batch_size=7".into()],
+        )
+        .unwrap();
+        let default = crate::spec::load(&root.join("pipelines/quickstart.yaml"), &[]).unwrap();
+        let keys = |p: &crate::spec::Pipeline, device| keys_with_fingerprint(&p.runs[0], "fp", device);
+        assert_eq!(keys(&small, DeviceKind::Cpu), keys(&default, DeviceKind::Cpu));
+        let (a, b) = (keys(&small, DeviceKind::Cuda), keys(&default, DeviceKind::Cuda));
+        assert_eq!(changed(&a, &b), [Stage::Train, Stage::Evaluate, Stage::Plot]);
+        assert_eq!(
+            Stage::Evaluate.explain_change(&b.evaluate.input, &a.evaluate.input),
+            ["train.eval_batch_size changed from 256 to 7"]
+        );
     }
 }

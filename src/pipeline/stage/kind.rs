@@ -2,7 +2,8 @@
 
 use super::artifact::StageFailure;
 use super::{dataset, evaluate, model, plot, train};
-use crate::cache::key::{Seg, describe_changes, spec_diffs};
+use crate::cache::code_identity;
+use crate::cache::key::{SOURCE_HASHES, Seg, describe_changes, spec_diffs};
 use crate::train::trainer::TrainError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -71,8 +72,53 @@ impl Stage {
         }
     }
 
+    /// Whether an unfinished (`partial`) or complete build of this stage may hold a file named `name`, besides
+    /// its manifest and temporary files: what `labpipe clean` recognises as labpipe's.
+    pub fn holds_file(self, name: &str, partial: bool) -> bool {
+        self.files().contains(&name) || (partial && self == Stage::Train && train::is_work_file(name))
+    }
+
+    /// The source files (paths from the crate root; a trailing `/` takes a whole directory) whose code decides
+    /// what this stage writes: their hashes make the `code` field of its key. What a stage reads from
+    /// upstream stages is in its key through their keys.
+    pub fn sources(self) -> Vec<&'static str> {
+        let own = match self {
+            Stage::Dataset => dataset::SOURCES,
+            Stage::Model => model::SOURCES,
+            Stage::Train => train::SOURCES,
+            Stage::Evaluate => evaluate::SOURCES,
+            Stage::Plot => plot::SOURCES,
+        };
+        // Every stage: the dependencies' versions, and how artifacts are written.
+        let mut all = vec!["Cargo.lock", "src/pipeline/stage/artifact.rs"];
+        all.extend_from_slice(own);
+        all
+    }
+
+    /// The identity of the code that makes this stage in the source tree `table` (`(path, blake3)` pairs).
+    pub fn code_identity_in<'a>(self, table: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+        code_identity::identity(table, &self.sources())
+    }
+
+    /// The identity of the code of this labpipe that makes this stage: the `code` field of its key.
+    pub fn code_identity(self) -> String {
+        self.code_identity_in(SOURCE_HASHES.iter().copied())
+    }
+
+    /// How a change of this stage's code reads in `plan`.
+    fn code_change(self) -> &'static str {
+        match self {
+            Stage::Dataset => "labpipe's data-loading code changed",
+            Stage::Model => "labpipe's model-summary code changed",
+            Stage::Train => "labpipe's training code changed",
+            Stage::Evaluate => "labpipe's evaluation code changed",
+            Stage::Plot => "labpipe's plotting code changed",
+        }
+    }
+
     /// Differences between two key inputs of this stage, in the words of the pipeline file
-    /// (`train.optimizer.lr changed from 0.001 to 0.01`). Changed upstream keys are not listed.
+    /// (`train.optimizer.lr changed from 0.001 to 0.01`, `labpipe's training code changed`). Changed upstream
+    /// keys are not listed.
     pub fn explain_change(self, old: &Value, new: &Value) -> Vec<String> {
         let mut diffs = spec_diffs(old, new);
         if self == Stage::Dataset {
@@ -82,9 +128,10 @@ impl Stage {
             Stage::Dataset => dataset::user_path(path),
             Stage::Model => model::user_path(path),
             Stage::Train => train::user_path(path),
+            Stage::Evaluate if Seg::first_key(path) == Some("eval_batch_size") => Seg::join("train", path),
             Stage::Evaluate | Stage::Plot => device_or(self.name(), path),
         };
-        describe_changes(&diffs, user_path, old, new)
+        describe_changes(&diffs, user_path, self.code_change(), old, new)
     }
 }
 
@@ -135,7 +182,48 @@ mod tests {
     use serde_json::json;
 
     fn input(stage: Stage, spec: Value) -> Value {
-        StageKey::new(stage.name(), spec, &[]).input
+        StageKey::new(stage.name(), spec, &[], "code").input
+    }
+
+    #[test]
+    fn a_change_of_the_code_is_explained() {
+        let old = StageKey::new(Stage::Train.name(), json!({"epochs": 2}), &[], "aaaa").input;
+        let new = StageKey::new(Stage::Train.name(), json!({"epochs": 3}), &[], "bbbb").input;
+        assert_eq!(
+            Stage::Train.explain_change(&old, &new),
+            [
+                "train.epochs changed from 2 to 3",
+                "labpipe's training code changed"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_source_a_stage_names_exists() {
+        for stage in Stage::ALL {
+            for source in stage.sources() {
+                assert!(
+                    SOURCE_HASHES
+                        .iter()
+                        .any(|(p, _)| code_identity::covers(&[source], p)),
+                    "{stage}: {source} matches no source file"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_embedded_source_hashes_are_the_trees() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let tree = code_identity::hash_tree(root).unwrap();
+        let embedded: Vec<(String, String)> = SOURCE_HASHES
+            .iter()
+            .map(|(p, h)| (p.to_string(), h.to_string()))
+            .collect();
+        assert_eq!(
+            embedded, tree,
+            "build.rs hashed another tree than the one compiled"
+        );
     }
 
     #[test]

@@ -18,6 +18,14 @@ const DIAGRAM_PNG: &str = "diagram.png";
 const MODEL_JSON: &str = "model.json";
 /// The files a complete build holds.
 pub const FILES: &[&str] = &[SUMMARY_JSON, SUMMARY_TEXT, DIAGRAM_SVG, DIAGRAM_PNG, MODEL_JSON];
+/// The code that decides what the stage writes (see `Stage::sources`): the IR, the summary rules and the
+/// diagram's drawing.
+pub const SOURCES: &[&str] = &[
+    "src/model/",
+    "src/summary/",
+    "src/figure/",
+    "src/pipeline/stage/model.rs",
+];
 
 /// A complete model stage, read back.
 #[derive(Debug, Clone, PartialEq)]

@@ -17,6 +17,8 @@ const CONFUSION_SVG: &str = "confusion.svg";
 const CONFUSION_PNG: &str = "confusion.png";
 /// The files a complete build holds.
 pub const FILES: &[&str] = &[CURVES_SVG, CURVES_PNG, CONFUSION_SVG, CONFUSION_PNG];
+/// The code that decides what the stage writes (see `Stage::sources`).
+pub const SOURCES: &[&str] = &["src/figure/", "src/pipeline/stage/plot.rs"];
 
 /// A complete plot stage, read back.
 #[derive(Debug, Clone, PartialEq)]

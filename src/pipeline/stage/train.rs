@@ -8,6 +8,7 @@ use crate::cache::StageDir;
 use crate::cache::key::Seg;
 use crate::device::DeviceKind;
 use crate::spec::RunSpec;
+use crate::train::resume::ResumePoint;
 use crate::train::trainer::{self, TrainJob, TrainOutcome};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -22,6 +23,27 @@ const OUTCOME: &str = "outcome.json";
 const CONFIG: &str = "config.json";
 /// The files a complete build holds.
 pub const FILES: &[&str] = &[MODEL, LAST, HISTORY_JSON, HISTORY_CSV, OUTCOME, CONFIG];
+/// The files [`publish_history`] puts in a run's folder under `runs/`.
+pub const PUBLISHED: &[&str] = &[HISTORY_CSV];
+/// The code that decides what the stage writes (see `Stage::sources`): the loop, optimizers, schedules and
+/// losses, the network and its kernels on every device (build.rs compiles the CUDA ones), the data pipeline
+/// and augmentations, the RNG.
+pub const SOURCES: &[&str] = &[
+    "src/train/",
+    "src/model/",
+    "src/data/",
+    "src/rng.rs",
+    "src/device.rs",
+    "src/cuda/",
+    "build.rs",
+    "src/pipeline/stage/inputs.rs",
+    "src/pipeline/stage/train.rs",
+];
+
+/// Whether an unfinished build may hold `name` besides [`FILES`]: the resume state.
+pub fn is_work_file(name: &str) -> bool {
+    trainer::is_resume_file(name)
+}
 
 /// A complete train stage, read back.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,8 +71,13 @@ impl TrainArtifacts {
 pub(crate) fn key_input(run: &RunSpec, device: DeviceKind) -> Value {
     let mut spec = serde_json::to_value(&run.train).unwrap_or_default();
     if let Some(m) = spec.as_object_mut() {
-        // Evaluation batch size changes nothing but speed.
-        m.remove("eval_batch_size");
+        // On the CPU the evaluation batch size changes nothing but speed (validation loss is summed per image
+        // and rows are computed batch-size-invariantly: `trainer::forward_rows_invariant`); cuBLAS picks its
+        // kernels by shape, so on a GPU it changes the validation loss's last bits, and with it selection
+        // and early stopping.
+        if device == DeviceKind::Cpu {
+            m.remove("eval_batch_size");
+        }
         m.insert(
             "augment".into(),
             serde_json::to_value(&run.data.augment).unwrap_or_default(),
@@ -80,8 +107,9 @@ pub fn publish_history(trained: &TrainArtifacts, run_files: &Path) -> std::io::R
     Ok(dest)
 }
 
-/// Epochs an unfinished build in `partial` has checkpointed: what the next `run` resumes after.
-pub fn resume_progress(partial: &Path) -> Option<usize> {
+/// Where the next `run` resumes the unfinished build in `partial` (the epochs of its newest intact resume
+/// state), and what damaged state it passes over.
+pub fn resume_progress(partial: &Path) -> ResumePoint {
     trainer::resume_progress(partial)
 }
 
