@@ -14,14 +14,26 @@ pub enum DatasetKind {
     Synthetic,
     /// CIFAR-10 binary files (downloaded when missing).
     Cifar10,
+    /// CIFAR-100 binary files (downloaded when missing); `labels: fine | coarse`.
+    Cifar100,
+    /// MNIST handwritten digits: the four IDX files (downloaded when missing).
+    Mnist,
+    /// Fashion-MNIST: the four IDX files (downloaded when missing).
+    FashionMnist,
+    /// A folder of one's own images in torchvision's ImageFolder layout (`root/<split>/<class>/<image>`).
+    ImageFolder,
 }
 
 impl DatasetKind {
-    /// Training images when `data.train_size` is not given: the whole official training set.
-    pub fn default_train_size(self) -> usize {
+    /// Training images when `data.train_size` is not given: the whole official training set (`None` for an
+    /// image folder, whose size is known only once it is read).
+    pub fn default_train_size(self) -> Option<usize> {
         match self {
-            DatasetKind::Synthetic => super::synthetic::DEFAULT_TRAIN,
-            DatasetKind::Cifar10 => super::cifar10::TRAIN_IMAGES,
+            DatasetKind::Synthetic => Some(super::synthetic::DEFAULT_TRAIN),
+            DatasetKind::Cifar10 => Some(super::cifar10::TRAIN_IMAGES),
+            DatasetKind::Cifar100 => Some(50_000),
+            DatasetKind::Mnist | DatasetKind::FashionMnist => Some(60_000),
+            DatasetKind::ImageFolder => None,
         }
     }
 }
@@ -59,6 +71,49 @@ pub struct DataSpec {
     /// Background batch workers (does not change results; default: the core count).
     #[serde(default)]
     pub workers: Option<usize>,
+    /// cifar100: which labels, the 100 fine classes or the 20 coarse superclasses (default fine).
+    #[serde(default)]
+    pub labels: Option<Cifar100Labels>,
+    /// image_folder: resize every image to this side, or to `[H, W]` (as torchvision's `Resize`).
+    #[serde(default)]
+    pub image_size: Option<ImageSize>,
+    /// image_folder: 1 (greyscale, as PIL's `convert("L")`) or 3 (RGB, `convert("RGB")`); default 3.
+    #[serde(default)]
+    pub channels: Option<usize>,
+    /// image_folder without a `test/` folder: the share (fraction below 1) or count of images held out for testing.
+    #[serde(default)]
+    pub test_split: Option<ValSplit>,
+}
+
+/// `data.labels` for CIFAR-100.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cifar100Labels {
+    /// The 100 fine classes.
+    #[default]
+    Fine,
+    /// The 20 coarse superclasses.
+    Coarse,
+}
+
+/// `data.image_size`: one side (a square) or `[H, W]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ImageSize {
+    /// A square of this side.
+    Square(usize),
+    /// Height and width.
+    HeightWidth([usize; 2]),
+}
+
+impl ImageSize {
+    /// `(height, width)`.
+    pub fn height_width(self) -> (usize, usize) {
+        match self {
+            ImageSize::Square(s) => (s, s),
+            ImageSize::HeightWidth([h, w]) => (h, w),
+        }
+    }
 }
 
 fn default_val_split() -> ValSplit {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod download;
 pub mod error;
 pub mod normalize;
+pub mod shape;
 pub mod source;
 pub mod split;
 pub mod synthetic;

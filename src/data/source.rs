@@ -2,9 +2,11 @@
 //! missing), cut to the sizes the pipeline asks for, with a fingerprint of the content for cache keys.
 
 use super::cifar10::{self, DATA_DIR};
+use super::config::Cifar100Labels;
 use super::config::{DataSpec, DatasetKind};
 use super::download::{DownloadSpec, ensure_cifar10};
 use super::error::DataError;
+use super::shape::InputShape;
 use super::{Dataset, ImageSet, synthetic};
 use std::path::{Path, PathBuf};
 
@@ -48,6 +50,9 @@ pub fn fingerprint(spec: &DataSpec) -> Result<String, DataError> {
             }
             Ok(format!("cifar10-blake3:{}", &h.finalize().to_hex()[..32]))
         }
+        other => Err(DataError::NotReadable {
+            dataset: format!("{other:?}"),
+        }),
     }
 }
 
@@ -107,6 +112,9 @@ pub fn load(spec: &DataSpec, progress: bool) -> Result<Dataset, DataError> {
                 class_names: d.class_names,
             })
         }
+        other => Err(DataError::NotReadable {
+            dataset: format!("{other:?}"),
+        }),
     }
 }
 
@@ -115,5 +123,40 @@ pub fn describe(spec: &DataSpec) -> String {
     match spec.dataset {
         DatasetKind::Synthetic => "synthetic (embedded, generated)".into(),
         DatasetKind::Cifar10 => format!("CIFAR-10 ({})", Path::new(&cifar_root(spec)).display()),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The shape of one input image for a spec, known before anything is loaded: fixed by the dataset, or for
+/// an image folder by `channels` and `image_size`.
+pub fn input_shape(spec: &DataSpec) -> Result<InputShape, DataError> {
+    match spec.dataset {
+        DatasetKind::Synthetic | DatasetKind::Cifar10 | DatasetKind::Cifar100 => Ok(InputShape::CIFAR),
+        DatasetKind::Mnist | DatasetKind::FashionMnist => Ok(InputShape::MNIST),
+        DatasetKind::ImageFolder => match spec.image_size {
+            Some(size) => {
+                let (h, w) = size.height_width();
+                Ok(InputShape::new(spec.channels.unwrap_or(3), h, w))
+            }
+            None => Err(DataError::NotReadable {
+                dataset: "image_folder".into(),
+            }),
+        },
+    }
+}
+
+/// How many classes a spec's dataset has, known before its images are loaded.
+pub fn class_count(spec: &DataSpec) -> Result<usize, DataError> {
+    match spec.dataset {
+        DatasetKind::Synthetic | DatasetKind::Cifar10 | DatasetKind::Mnist | DatasetKind::FashionMnist => {
+            Ok(10)
+        }
+        DatasetKind::Cifar100 => Ok(match spec.labels.unwrap_or_default() {
+            Cifar100Labels::Fine => 100,
+            Cifar100Labels::Coarse => 20,
+        }),
+        DatasetKind::ImageFolder => Err(DataError::NotReadable {
+            dataset: "image_folder".into(),
+        }),
     }
 }

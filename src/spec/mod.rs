@@ -650,7 +650,6 @@ fn validate(
             "remove it, or use `dataset: cifar10`",
         );
     }
-    let train_len = d.train_size.unwrap_or(d.dataset.default_train_size());
     if d.train_size == Some(0) || d.test_size == Some(0) {
         bad(
             "data.train_size",
@@ -658,13 +657,15 @@ fn validate(
             "expected a whole number ≥ 1",
         );
     }
-    let val = d.val_split.count(train_len);
-    if val == 0 || val >= train_len {
-        bad(
-            "data.val_split",
-            format!("`data.val_split` gives {val} validation images out of {train_len} training images"),
-            "expected at least 1 and fewer than the training images",
-        );
+    if let Some(train_len) = d.train_size.or(d.dataset.default_train_size()) {
+        let val = d.val_split.count(train_len);
+        if val == 0 || val >= train_len {
+            bad(
+                "data.val_split",
+                format!("`data.val_split` gives {val} validation images out of {train_len} training images"),
+                "expected at least 1 and fewer than the training images",
+            );
+        }
     }
     if d.workers == Some(0) {
         bad(

@@ -115,10 +115,12 @@ pub fn resume_progress(partial: &Path) -> ResumePoint {
 
 /// Training images (epochs × images) and multiply-accumulates still to do for `run`, `done` epochs in.
 pub fn work_left(run: &RunSpec, done: usize) -> (u128, u128) {
+    // An image folder's size is known only once read: its estimate is zero until then.
     let all = run
         .data
         .train_size
-        .unwrap_or(run.data.dataset.default_train_size());
+        .or(run.data.dataset.default_train_size())
+        .unwrap_or(0);
     let train_images = all - run.data.val_split.count(all).min(all);
     let images = run.train.epochs.saturating_sub(done) as u128 * train_images as u128;
     // Forward + backward ≈ 3× the forward multiply-accumulates.
