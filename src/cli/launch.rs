@@ -2,6 +2,7 @@
 //! processes here) and `--executor slurm` (a job array), printed for the user.
 
 use super::Exit;
+use super::results::{self, ResultRow, Results};
 use labpipe::device::{DeviceRequest, DeviceSet, possible_kinds};
 use labpipe::launch::array::Outcome;
 use labpipe::launch::follow::runs_in_queue;
@@ -45,6 +46,11 @@ pub struct LaunchArgs {
     pub then_report: bool,
     #[command(flatten)]
     pub slurm: SlurmOptions,
+}
+
+/// `--sweep ITEM` for each sweep: the children select the same runs as this process.
+fn sweep_args(sweeps: &[String]) -> impl Iterator<Item = String> + '_ {
+    sweeps.iter().flat_map(|s| ["--sweep".to_string(), s.clone()])
 }
 
 fn parse_jobs(s: &str) -> Result<usize, String> {
@@ -101,10 +107,14 @@ pub struct RunRequest<'a> {
     pub loaded: &'a [Pipeline],
     pub chosen: &'a [Vec<&'a RunSpec>],
     pub overrides: &'a [String],
+    /// `--sweep` items: every child loads the same runs, so each passes them on.
+    pub sweeps: &'a [String],
     pub out: &'a Path,
     pub device: &'a str,
     pub workers: Option<usize>,
     pub quiet: bool,
+    /// How the finished runs are reported on stdout.
+    pub results: Results,
 }
 
 /// Runs the request with `--jobs` or on Slurm and returns the exit code; `None` when neither was asked
@@ -188,6 +198,9 @@ fn local(req: &RunRequest, args: &LaunchArgs, set: &DeviceSet) -> Result<i32, Ex
     if req.quiet {
         run_args.push("--quiet".into());
     }
+    run_args.extend(sweep_args(req.sweeps));
+    // This process reports every run once they end; the children's own report would be relayed line by line.
+    run_args.push("--no-results".into());
     let long_labels = req.chosen.iter().filter(|r| !r.is_empty()).count() > 1;
     let labpipe = std::env::current_exe()
         .map_err(|e| Exit::Failed(anyhow::anyhow!("cannot find the labpipe executable: {e}")))?;
@@ -223,7 +236,17 @@ fn local(req: &RunRequest, args: &LaunchArgs, set: &DeviceSet) -> Result<i32, Ex
         }
     });
     let quiet = req.quiet;
+    let row_of = |task: &RunTask, seconds: f64| {
+        let pipeline = req.loaded.iter().find(|p| p.path == task.pipeline);
+        pipeline.map(|p| ResultRow::of_record(req.out, &p.name, &task.run, seconds))
+    };
     let ends = jobs.run(&interrupts, |end| {
+        if req.results == Results::Json
+            && !end.end.is_interrupted()
+            && let Some(row) = row_of(&end.task, end.seconds)
+        {
+            results::print_json_line(&row);
+        }
         if !quiet {
             eprintln!(
                 "[{}] {} after {:.1}s{}",
@@ -237,6 +260,16 @@ fn local(req: &RunRequest, args: &LaunchArgs, set: &DeviceSet) -> Result<i32, Ex
             );
         }
     });
+    if req.results == Results::Table {
+        let rows: Vec<ResultRow> = ends
+            .iter()
+            .filter(|e| !e.end.is_interrupted())
+            .filter_map(|e| row_of(&e.task, e.seconds))
+            .collect();
+        if !rows.is_empty() {
+            println!("\n{}", results::table(&rows).trim_end());
+        }
+    }
     if ends.iter().any(|e| e.end.is_interrupted()) {
         eprintln!(
             "interrupted: completed stages are kept; `labpipe run` again continues from the last epoch"
@@ -283,6 +316,13 @@ fn failed(e: impl Into<anyhow::Error>) -> Exit {
 }
 
 fn slurm(req: &RunRequest, args: &LaunchArgs, device: DeviceRequest) -> Result<i32, Exit> {
+    if req.results == Results::Json {
+        return Err(Exit::BadInput(
+            "error: `run --json` reports runs as they finish in this process; with `--executor slurm` they \
+             finish in the queue: follow them with `labpipe status --json`"
+                .into(),
+        ));
+    }
     let options = slurm_options(req.loaded, &args.slurm)?;
     options
         .validate()
@@ -308,6 +348,7 @@ fn slurm(req: &RunRequest, args: &LaunchArgs, device: DeviceRequest) -> Result<i
     if req.quiet {
         run_args.push("--quiet".into());
     }
+    run_args.extend(sweep_args(req.sweeps));
     let out = std::path::absolute(req.out).map_err(failed)?;
     let request = ArrayRequest {
         labpipe,

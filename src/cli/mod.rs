@@ -6,15 +6,17 @@ mod eval;
 mod launch;
 mod plan;
 mod report;
+mod results;
+mod run;
 mod select;
 mod slurm_status;
 mod status;
 
 use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand};
-use labpipe::pipeline::record::{RunRecord, RunStatus};
+use labpipe::pipeline::record::RunRecord;
 use labpipe::pipeline::stage::Stage;
-use labpipe::pipeline::{Executor, Options, StageOutcome};
+use labpipe::pipeline::{Options, StageOutcome};
 use labpipe::spec::{self, Pipeline, RunSpec};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,6 +38,10 @@ struct Select {
     /// Only runs whose name matches this glob (`*` and `?`), e.g. `--only 'lr*'`.
     #[arg(long, value_name = "GLOB")]
     only: Option<String>,
+    /// Sweep a field over values, as a `matrix:` axis of every experiment: `--sweep train.optimizer.lr=0.1,0.01`
+    /// (values are YAML); values with commas as a list, `--sweep 'data.augment=[[], [random_horizontal_flip]]'`.
+    #[arg(long = "sweep", value_name = "PATH=V1,V2")]
+    sweep: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -59,9 +65,16 @@ enum Command {
         /// Print what would run and why, run nothing.
         #[arg(long)]
         dry_run: bool,
-        /// No progress output.
+        /// No progress output (the results table is still printed: it is the command's result).
         #[arg(long, short)]
         quiet: bool,
+        /// One JSON object per finished run on stdout (JSON lines) instead of the results table; progress and
+        /// messages stay on stderr. With --dry-run, the JSON of `plan --json`.
+        #[arg(long)]
+        json: bool,
+        /// Print no results (for the child processes of --jobs: their parent reports every run).
+        #[arg(long, hide = true)]
+        no_results: bool,
         #[command(flatten)]
         launch: launch::LaunchArgs,
     },
@@ -78,6 +91,9 @@ enum Command {
         /// auto, cpu, cuda or cuda:N (part of the cache key).
         #[arg(long, default_value = "auto")]
         device: String,
+        /// Print one JSON array of runs (their stages, keys, and why each would run) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the model summary (FLOPs, params, torchsummary table) of a pipeline's run.
     Summary {
@@ -286,21 +302,30 @@ fn dispatch(cli: Cli) -> Result<i32, Exit> {
             workers,
             dry_run,
             quiet,
+            json,
+            no_results,
             launch: launch_args,
         } => {
             let loaded = select::select(&pipelines, &select)?;
             if dry_run {
-                return plan::plan(&loaded, &out, &device_silently(&dev)?);
+                return plan::plan(&loaded, &out, &device_silently(&dev)?, json);
             }
+            let results = match (no_results, json) {
+                (true, _) => results::Results::Off,
+                (false, true) => results::Results::Json,
+                (false, false) => results::Results::Table,
+            };
             let chosen = launch::selection(&loaded, &select.only, &launch_args.runs)?;
             let request = launch::RunRequest {
                 loaded: &loaded,
                 chosen: &chosen,
                 overrides: &select.set,
+                sweeps: &select.sweep,
                 out: &out,
                 device: &dev,
                 workers,
                 quiet,
+                results,
             };
             if let Some(code) = launch::launch(&request, &launch_args)? {
                 return Ok(code);
@@ -313,55 +338,17 @@ fn dispatch(cli: Cli) -> Result<i32, Exit> {
                 quiet,
                 interrupt: interrupt_flag(),
             };
-            let mut exec = Executor::new(&opts);
-            let mut failed = Vec::new();
-            let mut interrupted = false;
-            for (p, runs) in loaded.iter().zip(&chosen) {
-                for o in exec.run_pipeline(p, runs) {
-                    match &o.status {
-                        RunStatus::Done if !quiet => {
-                            if let Some(line) = up_to_date_line(&o.stages) {
-                                eprintln!("{}: {line}", o.name);
-                            }
-                        }
-                        RunStatus::Done => {}
-                        RunStatus::Diverged { message } => {
-                            failed.push(format!("{} / {}: {message}", p.name, o.name))
-                        }
-                        RunStatus::Failed { stage, message } => failed.push(format!(
-                            "{} / {}: {stage} stage failed: {message}",
-                            p.name, o.name
-                        )),
-                        RunStatus::Interrupted => interrupted = true,
-                    }
-                }
-                if interrupted {
-                    break;
-                }
-            }
-            if interrupted {
-                eprintln!(
-                    "interrupted: completed stages are kept; `labpipe run` again continues from the last epoch"
-                );
-                return Ok(130);
-            }
-            if !failed.is_empty() {
-                eprintln!("\n{} run(s) did not complete:", failed.len());
-                for f in &failed {
-                    eprintln!("  - {f}");
-                }
-                return Ok(1);
-            }
-            Ok(0)
+            run::run_here(&loaded, &chosen, &opts, results)
         }
         Command::Plan {
             pipelines,
             select,
             out,
             device: dev,
+            json,
         } => {
             let loaded = select::select(&pipelines, &select)?;
-            plan::plan(&loaded, &out, &device_silently(&dev)?)
+            plan::plan(&loaded, &out, &device_silently(&dev)?, json)
         }
         Command::Summary {
             pipeline,

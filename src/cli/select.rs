@@ -28,7 +28,11 @@ impl Select {
 /// (a run with overrides is its own run, named with them), then `--only`. `run`, `plan`, `status`, `report`,
 /// `eval` and `summary` all select here.
 pub(super) fn select(files: &[PathBuf], sel: &Select) -> Result<Vec<Pipeline>, Exit> {
-    let mut loaded = spec::load_all(files, &sel.set).map_err(|e| Exit::BadInput(e.to_string()))?;
+    let command_line = spec::CommandLine {
+        set: sel.set.clone(),
+        sweep: sel.sweep.clone(),
+    };
+    let mut loaded = spec::load_all_with(files, &command_line).map_err(|e| Exit::BadInput(e.to_string()))?;
     for p in &mut loaded {
         let names: Vec<String> = p.runs.iter().map(|r| r.name.clone()).collect();
         p.runs.retain(|r| sel.picks(r));
@@ -44,11 +48,17 @@ pub(super) fn select(files: &[PathBuf], sel: &Select) -> Result<Vec<Pipeline>, E
     Ok(loaded)
 }
 
-/// `-S` changes runs of pipeline files; without files there is nothing to apply it to.
+/// `-S` and `--sweep` change runs of pipeline files; without files there is nothing to apply them to.
 pub(super) fn set_needs_files(files: &[PathBuf], sel: &Select) -> Result<(), Exit> {
     if files.is_empty() && !sel.set.is_empty() {
         return Err(Exit::BadInput(
             "error: `-S` needs the pipeline files whose runs it changes, e.g. `labpipe report P.yaml -S train.epochs=2`"
+                .into(),
+        ));
+    }
+    if files.is_empty() && !sel.sweep.is_empty() {
+        return Err(Exit::BadInput(
+            "error: `--sweep` needs the pipeline files whose runs it sweeps, e.g. `labpipe status P.yaml --sweep train.batch_size=64,128`"
                 .into(),
         ));
     }
@@ -58,10 +68,12 @@ pub(super) fn set_needs_files(files: &[PathBuf], sel: &Select) -> Result<(), Exi
 /// Records of the given pipelines' selected runs (when no pipeline is given, every record `sel` picks).
 pub(super) fn selected_records(pipelines: &[Pipeline], sel: &Select, out: &Path) -> Vec<RunRecord> {
     if pipelines.is_empty() {
-        return RunRecord::all(out, None)
+        let mut records: Vec<RunRecord> = RunRecord::all(out, None)
             .into_iter()
             .filter(|r| sel.picks_record(r))
             .collect();
+        records.sort_by_cached_key(|r| (r.spec.pipeline.clone(), file_order(r), r.spec.name.clone()));
+        return records;
     }
     pipelines
         .iter()
@@ -71,6 +83,17 @@ pub(super) fn selected_records(pipelines: &[Pipeline], sel: &Select, out: &Path)
                 .filter_map(|r| RunRecord::load(out, &p.name, &r.name))
         })
         .collect()
+}
+
+/// Where a recorded run stands in its pipeline file: its first experiment entry's place in the expansion, so
+/// matrix runs keep the order the file lists their values in (`lr=0.1, 0.01, 0.001`), not the names' order.
+fn file_order(rec: &RunRecord) -> usize {
+    rec.spec
+        .memberships
+        .iter()
+        .map(|m| m.order)
+        .min()
+        .unwrap_or(usize::MAX)
 }
 
 #[cfg(test)]
@@ -90,6 +113,7 @@ mod tests {
         let sel = Select {
             set: vec!["train.epochs=2".into()],
             only: Some("baseline".into()),
+            ..Select::default()
         };
         let p = select(std::slice::from_ref(&file), &sel).unwrap().remove(0);
         let names: Vec<&str> = p.runs.iter().map(|r| r.name.as_str()).collect();
@@ -105,7 +129,7 @@ mod tests {
         assert_eq!(plain.runs.len(), 2);
         assert_eq!(plain.runs[0].name, "baseline");
         assert!(matches!(
-            select(std::slice::from_ref(&file), &Select { set: vec![], only: Some("nope".into()) }),
+            select(std::slice::from_ref(&file), &Select { only: Some("nope".into()), ..Select::default() }),
             Err(Exit::BadInput(m)) if m.contains("runs: baseline, fast")
         ));
     }

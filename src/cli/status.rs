@@ -28,19 +28,34 @@ pub fn status(pipelines: &[Pipeline], sel: &Select, out: &Path, as_json: bool) -
     let store = Store::new(out);
     let mut fps = Fingerprints::default();
     let mut rows = Vec::new();
-    // Runs declared in the given pipelines that have no record yet are listed as missing.
-    for p in pipelines {
-        for r in &p.runs {
-            if RunRecord::load(out, &p.name, &r.name).is_none() {
+    // In the files' order: runs declared in the given pipelines that have no record yet are listed as missing.
+    let entries: Vec<Result<RunRecord, (&str, &str)>> = if pipelines.is_empty() {
+        selected_records(pipelines, sel, out)
+            .into_iter()
+            .map(Ok)
+            .collect()
+    } else {
+        pipelines
+            .iter()
+            .flat_map(|p| {
+                p.runs
+                    .iter()
+                    .map(|r| RunRecord::load(out, &p.name, &r.name).ok_or((p.name.as_str(), r.name.as_str())))
+            })
+            .collect()
+    };
+    for entry in entries {
+        let rec = match entry {
+            Ok(rec) => rec,
+            Err((pipeline, run)) => {
                 let stages: Vec<_> = Stage::ALL
                     .iter()
                     .map(|s| json!({"stage": s, "state": "missing"}))
                     .collect();
-                rows.push(json!({"pipeline": p.name, "run": r.name, "stages": stages, "status": "not run"}));
+                rows.push(json!({"pipeline": pipeline, "run": run, "stages": stages, "status": "not run"}));
+                continue;
             }
-        }
-    }
-    for rec in selected_records(pipelines, sel, out) {
+        };
         let current = pipelines
             .iter()
             .find(|p| p.name == rec.spec.pipeline)

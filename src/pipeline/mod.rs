@@ -142,6 +142,16 @@ impl<'a> Executor<'a> {
     /// busy so, it looks again every half second; the last run left is waited for on its lock. A run taken
     /// up again finds what the other process built in the cache (or resumes its work, if that one died).
     pub fn run_pipeline(&mut self, pipeline: &Pipeline, runs: &[&RunSpec]) -> Vec<RunOutcome> {
+        self.run_pipeline_each(pipeline, runs, |_| {})
+    }
+
+    /// [`Executor::run_pipeline`], calling `finished` with each run as it finishes (in the order they finish).
+    pub fn run_pipeline_each(
+        &mut self,
+        pipeline: &Pipeline,
+        runs: &[&RunSpec],
+        mut finished: impl FnMut(&RunOutcome),
+    ) -> Vec<RunOutcome> {
         let mut done: Vec<(usize, RunOutcome)> = Vec::new();
         let mut left: Vec<usize> = (0..runs.len()).collect();
         let mut announced = vec![false; runs.len()];
@@ -162,6 +172,7 @@ impl<'a> Executor<'a> {
                     }
                     Attempt::Finished(outcome) => {
                         let interrupted = outcome.status == RunStatus::Interrupted;
+                        finished(&outcome);
                         done.push((i, outcome));
                         if interrupted {
                             break 'passes;

@@ -2,7 +2,7 @@
 //! `labpipe plan` and `run --dry-run` (the CLI only prints it).
 
 use super::record::{RunRecord, RunStatus};
-use super::stage::{self, Fingerprints, Stage};
+use super::stage::{self, Fingerprints, Stage, StageKeys};
 use crate::cache::key::changed_inputs;
 use crate::cache::{Miss, StageKey, Store};
 use crate::data::error::DataError;
@@ -28,6 +28,8 @@ pub struct RunPlan {
     pub run: String,
     /// Each stage with what will happen to it, in order.
     pub stages: Vec<(Stage, StagePlan)>,
+    /// The stages' keys (the cache entries the run's results are, or will be, in).
+    pub keys: StageKeys,
     /// Training images still to process (epochs × images).
     pub images_to_train: u128,
     /// Multiply-accumulates of training still to do.
@@ -52,6 +54,7 @@ pub fn plan_run(
     let mut plan = RunPlan {
         run: run.name.clone(),
         stages: Vec::new(),
+        keys: keys.clone(),
         images_to_train: 0,
         macs_to_train: 0,
     };

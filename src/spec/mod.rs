@@ -7,6 +7,7 @@ pub mod layers;
 pub mod locate;
 pub mod names;
 pub mod overrides;
+mod sweep;
 mod syntax;
 
 use crate::cache::canonical_json;
@@ -146,19 +147,51 @@ pub struct Pipeline {
     pub matrices: Vec<(String, Vec<String>)>,
 }
 
+/// What the command line adds to the pipeline files: `-S` overrides for every run and `--sweep` axes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CommandLine {
+    /// `-S PATH=VALUE` items, applied to every run (a run with them is a run of its own).
+    pub set: Vec<String>,
+    /// `--sweep PATH=V1,V2` items: axes added to every experiment's matrix (a file without experiments is
+    /// one experiment, `baseline`), so the runs are named and cached as that `matrix:` written in the file.
+    pub sweep: Vec<String>,
+}
+
 /// Read, validate and expand a pipeline file, applying `overrides` (`key=value`) to every run.
 pub fn load(path: &Path, overrides: &[String]) -> Result<Pipeline, SpecError> {
+    load_with(
+        path,
+        &CommandLine {
+            set: overrides.to_vec(),
+            sweep: Vec::new(),
+        },
+    )
+}
+
+/// Like [`load`], with `--sweep` axes as well.
+pub fn load_with(path: &Path, cli: &CommandLine) -> Result<Pipeline, SpecError> {
     let bytes = std::fs::read(path).map_err(|source| SpecError::Io {
         path: path.to_path_buf(),
         source,
     })?;
     let text = String::from_utf8(bytes).map_err(|e| SpecError::Invalid(vec![syntax::not_utf8(path, &e)]))?;
-    load_str(path, &text, overrides)
+    load_str_with(path, &text, cli)
 }
 
 /// Load every file of one command (a file given twice is loaded once); two pipelines whose runs would share
 /// `runs/<name>/` are an error naming both.
 pub fn load_all(paths: &[PathBuf], overrides: &[String]) -> Result<Vec<Pipeline>, SpecError> {
+    load_all_with(
+        paths,
+        &CommandLine {
+            set: overrides.to_vec(),
+            sweep: Vec::new(),
+        },
+    )
+}
+
+/// Like [`load_all`], with `--sweep` axes as well.
+pub fn load_all_with(paths: &[PathBuf], cli: &CommandLine) -> Result<Vec<Pipeline>, SpecError> {
     let mut seen: Vec<PathBuf> = Vec::new();
     let mut out = Vec::new();
     for path in paths {
@@ -167,7 +200,7 @@ pub fn load_all(paths: &[PathBuf], overrides: &[String]) -> Result<Vec<Pipeline>
             continue;
         }
         seen.push(same);
-        out.push(load(path, overrides)?);
+        out.push(load_with(path, cli)?);
     }
     names::check_distinct_pipelines(&out)?;
     Ok(out)
@@ -175,6 +208,19 @@ pub fn load_all(paths: &[PathBuf], overrides: &[String]) -> Result<Vec<Pipeline>
 
 /// Like `load`, from text already read.
 pub fn load_str(path: &Path, text: &str, cli_overrides: &[String]) -> Result<Pipeline, SpecError> {
+    load_str_with(
+        path,
+        text,
+        &CommandLine {
+            set: cli_overrides.to_vec(),
+            sweep: Vec::new(),
+        },
+    )
+}
+
+/// Like [`load_str`], with `--sweep` axes as well.
+pub fn load_str_with(path: &Path, text: &str, command_line: &CommandLine) -> Result<Pipeline, SpecError> {
+    let cli_overrides = &command_line.set;
     let index = LocationIndex::build(text);
     let file: PipelineFile = serde_saphyr::from_str(text).map_err(|e| {
         SpecError::Invalid(vec![
@@ -218,7 +264,10 @@ pub fn load_str(path: &Path, text: &str, cli_overrides: &[String]) -> Result<Pip
         m.remove("name");
         m.remove("description");
     }
-    let variants = expand_experiments(&ctx, file.experiments.as_ref(), &mut diags);
+    let sweeps = sweep::parse(&ctx, &base, &cli, &command_line.sweep)?;
+    // Sweeping a file without experiments sweeps its one run, as `experiments: {baseline: {matrix: …}}`.
+    let experiments = sweep::experiments(file.experiments.as_ref(), &sweeps);
+    let variants = expand_experiments(&ctx, experiments.as_ref(), &sweeps, &mut diags);
     // A run with command-line overrides is a run of its own, recorded beside the plain one.
     let suffix = if cli.is_empty() {
         String::new()
@@ -361,7 +410,7 @@ pub fn load_str(path: &Path, text: &str, cli_overrides: &[String]) -> Result<Pip
         diags.push(names::run_collision(path, text, &file.name, &named[i], &named[j]));
     }
     if let Some(report) = &file.report {
-        check_report(&ctx, report, &runs, file.experiments.as_ref(), &mut diags);
+        check_report(&ctx, report, &runs, experiments.as_ref(), &mut diags);
     }
     // A diagnostic produced by every run (a base-file error) is shown once.
     diags.dedup_by(|a, b| {
@@ -370,7 +419,7 @@ pub fn load_str(path: &Path, text: &str, cli_overrides: &[String]) -> Result<Pip
     if !diags.is_empty() {
         return Err(SpecError::Invalid(diags));
     }
-    let matrices = matrix_axes(file.experiments.as_ref());
+    let matrices = matrix_axes(experiments.as_ref(), &sweeps);
     Ok(Pipeline {
         path: path.to_path_buf(),
         name: file.name,
@@ -446,6 +495,7 @@ fn leaf(path: &str) -> &str {
 fn expand_experiments(
     ctx: &Ctx,
     experiments: Option<&serde_json::Map<String, Value>>,
+    sweeps: &[overrides::SweepAxis],
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<Variant> {
     let Some(exps) = experiments.filter(|e| !e.is_empty()) else {
@@ -510,6 +560,22 @@ fn expand_experiments(
                 fixed.push((k, v));
             }
         }
+        if !sweeps.is_empty() {
+            let before = diags.len();
+            sweep::check_conflicts(
+                ctx,
+                name,
+                pos,
+                matrix.as_deref().unwrap_or(&[]),
+                &fixed,
+                sweeps,
+                diags,
+            );
+            if diags.len() > before {
+                continue;
+            }
+            matrix.get_or_insert_with(Vec::new).extend(sweeps.iter().cloned());
+        }
         match matrix {
             None => out.push(Variant {
                 name: name.clone(),
@@ -554,13 +620,23 @@ fn expand_experiments(
     out
 }
 
-fn matrix_axes(experiments: Option<&serde_json::Map<String, Value>>) -> Vec<(String, Vec<String>)> {
+fn matrix_axes(
+    experiments: Option<&serde_json::Map<String, Value>>,
+    sweeps: &[overrides::SweepAxis],
+) -> Vec<(String, Vec<String>)> {
     experiments
         .into_iter()
         .flatten()
         .filter_map(|(name, body)| {
-            let axes = body.get("matrix")?.as_object()?;
-            Some((name.clone(), axes.keys().cloned().collect()))
+            let written = body.get("matrix").and_then(Value::as_object);
+            if written.is_none() && sweeps.is_empty() {
+                return None;
+            }
+            let axes = written.into_iter().flat_map(|m| m.keys().cloned());
+            Some((
+                name.clone(),
+                axes.chain(sweeps.iter().map(|(k, _)| k.clone())).collect(),
+            ))
         })
         .collect()
 }

@@ -1,4 +1,5 @@
-//! Dotted-path overrides, `train.optimizer.lr=0.01` or `data.augment=[]`, as DVC and Hydra users write them.
+//! Dotted-path overrides, `train.optimizer.lr=0.01` or `data.augment=[]`, as DVC and Hydra users write them,
+//! and sweeps, `train.optimizer.lr=0.1,0.01` or `'train.scheduler=[{name: step}, {name: constant}]'`.
 
 use super::diagnostic::closest;
 use serde_json::Value;
@@ -18,17 +19,7 @@ pub fn parse_all(items: &[String]) -> Result<Vec<(String, Value)>, String> {
 }
 
 fn parse_one(item: &str) -> Result<(String, Value), String> {
-    let Some((key, raw)) = item.split_once('=') else {
-        return Err(format!(
-            "override `{item}` has no `=`: expected `path.to.field=value`"
-        ));
-    };
-    let key = key.trim();
-    if key.is_empty() || key.split('.').any(str::is_empty) {
-        return Err(format!(
-            "override `{item}`: `{key}` is not a dotted path like `train.epochs`"
-        ));
-    }
+    let (key, raw) = split_path(item, "override", "path.to.field=value")?;
     let value: Value = if raw.trim().is_empty() {
         Value::String(String::new())
     } else {
@@ -40,6 +31,88 @@ fn parse_one(item: &str) -> Result<(String, Value), String> {
         })?
     };
     Ok((key.to_string(), value))
+}
+
+/// `path=rest` with `path` a dotted path; `what` and `form` name the flag in messages.
+fn split_path<'a>(item: &'a str, what: &str, form: &str) -> Result<(&'a str, &'a str), String> {
+    let Some((key, raw)) = item.split_once('=') else {
+        return Err(format!("{what} `{item}` has no `=`: expected `{form}`"));
+    };
+    let key = key.trim();
+    if key.is_empty() || key.split('.').any(str::is_empty) {
+        return Err(format!(
+            "{what} `{item}`: `{key}` is not a dotted path like `train.epochs`"
+        ));
+    }
+    Ok((key, raw))
+}
+
+/// One `--sweep` axis: a dotted path and the values it takes, in the order written.
+pub type SweepAxis = (String, Vec<Value>);
+
+/// Parse `--sweep` items: `path=v1,v2,...` (each value YAML) or `path=[v1, v2]` (one YAML list, for values
+/// that hold commas); a path swept twice is an error.
+pub fn parse_sweeps(items: &[String]) -> Result<Vec<SweepAxis>, String> {
+    let mut axes: Vec<SweepAxis> = Vec::new();
+    for item in items {
+        let axis = parse_sweep(item)?;
+        if axes.iter().any(|(k, _)| *k == axis.0) {
+            return Err(format!(
+                "sweep `{item}`: `{}` is swept twice; give all its values in one `--sweep`",
+                axis.0
+            ));
+        }
+        axes.push(axis);
+    }
+    Ok(axes)
+}
+
+fn parse_sweep(item: &str) -> Result<SweepAxis, String> {
+    let (key, raw) = split_path(item, "sweep", "path.to.field=value1,value2")?;
+    let raw = raw.trim();
+    let bad_yaml = |part: &str, e: serde_saphyr::Error| {
+        format!(
+            "sweep `{item}`: `{part}` is not valid YAML: {}; a value holding commas needs the list form, \
+             `--sweep '{key}=[value1, value2]'`",
+            e.to_string().lines().next().unwrap_or("")
+        )
+    };
+    let values: Vec<Value> = if raw.starts_with('[') {
+        match serde_saphyr::from_str::<Value>(raw).map_err(|e| bad_yaml(raw, e))? {
+            Value::Array(a) => a,
+            other => {
+                return Err(format!(
+                    "sweep `{item}`: expected a list of values, got `{other}`"
+                ));
+            }
+        }
+    } else if raw.is_empty() {
+        Vec::new()
+    } else {
+        raw.split(',')
+            .map(|part| {
+                let part = part.trim();
+                if part.is_empty() {
+                    return Err(format!(
+                        "sweep `{item}`: an empty value between commas; write each value once, `{key}=0.1,0.01`"
+                    ));
+                }
+                serde_saphyr::from_str::<Value>(part).map_err(|e| bad_yaml(part, e))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    if values.is_empty() {
+        return Err(format!(
+            "sweep `{item}`: no values to sweep; expected e.g. `{key}=0.1,0.01`"
+        ));
+    }
+    Ok((key.to_string(), values))
+}
+
+/// Whether two dotted paths touch the same field (equal, or one inside the other).
+pub fn overlap(a: &str, b: &str) -> bool {
+    let inside = |long: &str, short: &str| long.strip_prefix(short).is_some_and(|rest| rest.starts_with('.'));
+    a == b || inside(a, b) || inside(b, a)
 }
 
 /// Every dotted path that exists in `v` (for suggestions).
@@ -172,6 +245,56 @@ mod tests {
                 .unwrap_err()
                 .contains("not valid YAML")
         );
+    }
+
+    #[test]
+    fn sweeps_split_on_commas_or_take_a_yaml_list() {
+        let v = parse_sweeps(&[
+            "train.optimizer.lr=0.1, 0.01,0.001".into(),
+            "train.scheduler=[{name: step, step_size: 1}, {name: constant}]".into(),
+            "data.augment=[[], [random_horizontal_flip]]".into(),
+            "data.normalize=none".into(),
+        ])
+        .unwrap();
+        assert_eq!(
+            v[0],
+            (
+                "train.optimizer.lr".into(),
+                vec![json!(0.1), json!(0.01), json!(0.001)]
+            )
+        );
+        assert_eq!(
+            v[1].1,
+            vec![
+                json!({"name": "step", "step_size": 1}),
+                json!({"name": "constant"})
+            ]
+        );
+        assert_eq!(v[2].1, vec![json!([]), json!(["random_horizontal_flip"])]);
+        assert_eq!(v[3].1, vec![json!("none")]);
+    }
+
+    #[test]
+    fn sweeps_reject_empty_lists_repeats_and_broken_values() {
+        let err =
+            |s: &[&str]| parse_sweeps(&s.iter().map(|x| x.to_string()).collect::<Vec<_>>()).unwrap_err();
+        assert!(err(&["train.epochs="]).contains("no values to sweep"));
+        assert!(err(&["train.epochs=[]"]).contains("no values to sweep"));
+        assert!(err(&["train.epochs=1,,2"]).contains("empty value between commas"));
+        assert!(err(&["train.epochs"]).contains("no `=`"));
+        assert!(err(&["train..epochs=1"]).contains("dotted path"));
+        assert!(err(&["train.epochs=[1, 2"]).contains("not valid YAML"));
+        assert!(err(&["train.scheduler={name: step, step_size: 1}"]).contains("needs the list form"));
+        assert!(err(&["train.epochs=[1"]).contains("not valid YAML"));
+        assert!(err(&["train.epochs=1,2", "train.epochs=3"]).contains("swept twice"));
+    }
+
+    #[test]
+    fn paths_overlap_when_one_holds_the_other() {
+        assert!(overlap("train.optimizer", "train.optimizer.lr"));
+        assert!(overlap("train.optimizer.lr", "train.optimizer.lr"));
+        assert!(!overlap("train.optimizer.lr", "train.optimizer.lr_min"));
+        assert!(!overlap("train.epochs", "train.batch_size"));
     }
 
     #[test]
