@@ -27,5 +27,6 @@ mod slurm_cluster;
 mod state_dict_parity;
 mod status_device;
 mod summary_seed;
+mod sweep;
 mod train_parity;
 mod training;
