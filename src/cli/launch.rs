@@ -267,7 +267,7 @@ fn local(req: &RunRequest, args: &LaunchArgs, set: &DeviceSet) -> Result<i32, Ex
             .filter_map(|e| row_of(&e.task, e.seconds))
             .collect();
         if !rows.is_empty() {
-            println!("\n{}", results::table(&rows).trim_end());
+            results::print_table(&rows, req.quiet);
         }
     }
     if ends.iter().any(|e| e.end.is_interrupted()) {

@@ -151,6 +151,14 @@ pub fn print_json_line(row: &ResultRow) {
     let _ = stdout.flush();
 }
 
+/// Print the table; after progress lines (not `quiet`) a blank line keeps it apart on a terminal.
+pub fn print_table(rows: &[ResultRow], quiet: bool) {
+    if !quiet {
+        println!();
+    }
+    print!("{}", table(rows));
+}
+
 /// The aligned results table; the pipeline is named in the run column when the rows come from several.
 pub fn table(rows: &[ResultRow]) -> String {
     let several = rows.iter().any(|r| r.pipeline != rows[0].pipeline);

@@ -47,8 +47,7 @@ pub fn run_here(
         }
     }
     if !rows.is_empty() {
-        // After the progress lines on stderr: a blank line keeps the table apart when both go to a terminal.
-        println!("\n{}", results::table(&rows).trim_end());
+        results::print_table(&rows, opts.quiet);
     }
     if interrupted {
         eprintln!(
