@@ -3,19 +3,8 @@
 
 use crate::util::binary::{labpipe, stderr, stdout};
 use crate::util::files::write;
+use crate::util::pipeline::linear_pipeline;
 use serde_json::Value;
-
-const PIPELINE: &str = "name: j
-data: {dataset: synthetic, train_size: 100, test_size: 20, val_split: 20, normalize: train_mean_std}
-model:
-  layers:
-    - flatten
-    - linear: {out_features: 10}
-train:
-  epochs: 2
-  batch_size: 40
-  optimizer: {name: sgd, lr: 0.1}
-";
 
 /// Every stdout line parsed as JSON (fails on any other line).
 fn json_lines(out: &str) -> Vec<Value> {
@@ -28,7 +17,7 @@ fn json_lines(out: &str) -> Vec<Value> {
 fn run_json_prints_one_object_per_finished_run_and_nothing_else() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    write(dir, "p.yaml", PIPELINE);
+    write(dir, "p.yaml", &linear_pipeline("j", 2));
     let sweep = ["--sweep", "train.optimizer.lr=0.1,0.01"];
     let o = labpipe(
         dir,
@@ -94,7 +83,7 @@ fn run_json_prints_one_object_per_finished_run_and_nothing_else() {
 fn plan_json_lists_each_run_with_its_stages_keys_and_reasons() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    write(dir, "p.yaml", PIPELINE);
+    write(dir, "p.yaml", &linear_pipeline("j", 2));
     let o = labpipe(dir, &["plan", "p.yaml", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let plan: Value = serde_json::from_str(&stdout(&o)).expect("one JSON document");

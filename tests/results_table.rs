@@ -3,23 +3,12 @@
 
 use crate::util::binary::{labpipe, stderr, stdout};
 use crate::util::files::write;
+use crate::util::pipeline::linear_pipeline;
 
-/// Two runs of a linear model on a few synthetic images, the lr values in an order strings would not sort to.
-const PIPELINE: &str = "name: r
-data: {dataset: synthetic, train_size: 100, test_size: 20, val_split: 20, normalize: train_mean_std}
-model:
-  layers:
-    - flatten
-    - linear: {out_features: 10}
-train:
-  epochs: 2
-  batch_size: 40
-  optimizer: {name: sgd, lr: 0.1}
-experiments:
-  lr:
-    matrix:
-      train.optimizer.lr: [0.1, 0.001]
-";
+/// Two runs, the lr values in an order strings would not sort to.
+fn pipeline() -> String {
+    linear_pipeline("r", 2) + "experiments:\n  lr:\n    matrix:\n      train.optimizer.lr: [0.1, 0.001]\n"
+}
 
 /// The table's lines: the header, the rule, the rows (the blank line before it dropped).
 fn table(out: &str) -> Vec<String> {
@@ -58,7 +47,7 @@ fn assert_aligned(lines: &[String]) {
 fn run_ends_with_an_aligned_table_of_its_runs_cached_ones_included() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    write(dir, "p.yaml", PIPELINE);
+    write(dir, "p.yaml", &pipeline());
     let o = labpipe(dir, &["run", "p.yaml", "--workers", "1", "--only", "lr[lr=0.1]"]);
     assert!(o.status.success(), "{}", stderr(&o));
 

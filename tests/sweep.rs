@@ -3,25 +3,18 @@
 
 use crate::util::binary::{labpipe, stderr, stdout};
 use crate::util::files::write;
+use crate::util::pipeline::linear_pipeline;
 use serde_json::Value;
 
-/// A linear model on a few synthetic images: each run trains in well under a second.
-const BASE: &str = "name: s
-data: {dataset: synthetic, train_size: 100, test_size: 20, val_split: 20, normalize: train_mean_std}
-model:
-  layers:
-    - flatten
-    - linear: {out_features: 10}
-train:
-  epochs: 1
-  batch_size: 40
-  optimizer: {name: sgd, lr: 0.1}
-";
+fn base() -> String {
+    linear_pipeline("s", 1)
+}
 
 /// The same file with the sweep written as a matrix.
 fn matrix_file() -> String {
     format!(
-        "{BASE}experiments:\n  baseline:\n    matrix:\n      train.optimizer.lr: [0.1, 0.01]\n      train.batch_size: [20, 40]\n"
+        "{}experiments:\n  baseline:\n    matrix:\n      train.optimizer.lr: [0.1, 0.01]\n      train.batch_size: [20, 40]\n",
+        base()
     )
 }
 
@@ -60,7 +53,7 @@ fn planned(dir: &std::path::Path, file: &str, extra: &[&str]) -> Vec<(String, Ve
 fn a_sweep_gives_the_runs_and_keys_of_the_equivalent_matrix_and_shares_its_cache() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    write(dir, "swept.yaml", BASE);
+    write(dir, "swept.yaml", &base());
     write(dir, "matrix.yaml", &matrix_file());
 
     let by_flag = planned(dir, "swept.yaml", &SWEEP);
@@ -137,7 +130,7 @@ fn a_sweep_gives_the_runs_and_keys_of_the_equivalent_matrix_and_shares_its_cache
 fn sweep_errors_are_located_and_exit_2() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    write(dir, "p.yaml", BASE);
+    write(dir, "p.yaml", &base());
     write(dir, "m.yaml", &matrix_file());
     let fails = |a: &[&str], wanted: &[&str]| {
         let o = labpipe(dir, a);

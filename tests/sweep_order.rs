@@ -2,6 +2,7 @@
 
 use crate::util::binary::{labpipe, stderr, stdout};
 use crate::util::files::write;
+use crate::util::pipeline::linear_pipeline;
 
 #[test]
 fn status_lists_matrix_runs_in_the_files_order() {
@@ -11,18 +12,8 @@ fn status_lists_matrix_runs_in_the_files_order() {
     write(
         dir,
         "p.yaml",
-        "name: o
-data: {dataset: synthetic, train_size: 60, test_size: 20, val_split: 20, normalize: none}
-model:
-  layers:
-    - flatten
-    - linear: {out_features: 10}
-train: {epochs: 1, batch_size: 40, optimizer: {name: sgd, lr: 0.1}}
-experiments:
-  lr:
-    matrix:
-      train.optimizer.lr: [0.1, 0.01, 0.001, 0.0001]
-",
+        &(linear_pipeline("o", 1)
+            + "experiments:\n  lr:\n    matrix:\n      train.optimizer.lr: [0.1, 0.01, 0.001, 0.0001]\n"),
     );
     let want = ["lr[lr=0.1]", "lr[lr=0.01]", "lr[lr=0.001]", "lr[lr=0.0001]"];
     let runs_of = |text: &str| -> Vec<String> {
