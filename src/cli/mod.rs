@@ -39,7 +39,7 @@ struct Select {
     #[arg(long, value_name = "GLOB")]
     only: Option<String>,
     /// Sweep a field over values, as a `matrix:` axis of every experiment: `--sweep train.optimizer.lr=0.1,0.01`
-    /// (values are YAML); values with commas as a list, `--sweep 'data.augment=[[], [random_horizontal_flip]]'`.
+    /// (values are YAML); values with commas as a list, `--sweep 'train.scheduler=[{name: step, step_size: 10}, {name: constant}]'`.
     #[arg(long = "sweep", value_name = "PATH=V1,V2")]
     sweep: Vec<String>,
 }

@@ -94,7 +94,7 @@ fn parse_sweep(item: &str) -> Result<SweepAxis, String> {
                 let part = part.trim();
                 if part.is_empty() {
                     return Err(format!(
-                        "sweep `{item}`: an empty value between commas; write each value once, `{key}=0.1,0.01`"
+                        "sweep `{item}`: an empty value between commas; write each value once, `{key}=V1,V2`"
                     ));
                 }
                 serde_saphyr::from_str::<Value>(part).map_err(|e| bad_yaml(part, e))
@@ -103,7 +103,7 @@ fn parse_sweep(item: &str) -> Result<SweepAxis, String> {
     };
     if values.is_empty() {
         return Err(format!(
-            "sweep `{item}`: no values to sweep; expected e.g. `{key}=0.1,0.01`"
+            "sweep `{item}`: no values to sweep; expected e.g. `{key}=V1,V2`"
         ));
     }
     Ok((key.to_string(), values))

@@ -17,7 +17,7 @@ pub(super) fn parse(
     let invalid = |d: Diagnostic| SpecError::Invalid(vec![d]);
     let axes = overrides::parse_sweeps(items).map_err(|e| {
         invalid(ctx.diag(None, e).help(
-            "write sweeps as `--sweep train.optimizer.lr=0.1,0.01` or `--sweep 'data.augment=[[], [random_horizontal_flip]]'`",
+            "write sweeps as `--sweep train.optimizer.lr=0.1,0.01` or `--sweep 'train.scheduler=[{name: step, step_size: 10}, {name: constant}]'`",
         ))
     })?;
     let mut diags = Vec::new();
