@@ -111,3 +111,36 @@ fn run_ends_with_an_aligned_table_of_its_runs_cached_ones_included() {
         "{lines:#?}"
     );
 }
+
+#[test]
+fn a_run_that_did_not_complete_has_its_row_and_the_exit_code_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write(dir, "p.yaml", &linear_pipeline("d", 1));
+    let o = labpipe(
+        dir,
+        &[
+            "run",
+            "p.yaml",
+            "-q",
+            "--workers",
+            "1",
+            "--sweep",
+            "train.optimizer.lr=0.1,1e12",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let lines = table(&stdout(&o));
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert_aligned(&lines);
+    assert!(
+        lines[2].starts_with("baseline[lr=0.1] ") && lines[2].ends_with("  done"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[3].starts_with("baseline[lr=1000000000000.0] "),
+        "{lines:#?}"
+    );
+    assert!(lines[3].ends_with("  diverged"), "{lines:#?}");
+    assert!(stderr(&o).contains("1 run(s) did not complete"), "{}", stderr(&o));
+}
