@@ -628,3 +628,18 @@ fn an_image_folder_class_count_unknown_before_loading_does_not_fail_the_spec() {
     let p = load(&folder.replace("arch: simple_cnn", "arch: simple_cnn\n  num_classes: 3")).unwrap();
     assert_eq!(p.runs[0].decl.output_shape().unwrap(), vec![3]);
 }
+
+#[test]
+fn a_colour_for_greyscale_images_is_refused_where_it_is_written() {
+    let e = err(&MNIST.replace(
+        "  normalize:",
+        "  augment:\n    - random_crop: {size: 28, padding: 2}\n    - random_rotation: {degrees: 10, fill: [255, 0, 0]}\n  normalize:",
+    ));
+    assert!(
+        e.contains(
+            "random_rotation.fill: three values [r, g, b] are for RGB images, but the images are greyscale"
+        ),
+        "{e}"
+    );
+    assert!(e.contains("p.yaml:7:7"), "{e}");
+}
