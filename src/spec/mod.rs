@@ -723,7 +723,7 @@ fn model_input(
 }
 
 /// The model's class count (its output size) must be the dataset's, when the dataset's is known before
-/// loading; otherwise the dataset stage checks it once the images are read.
+/// loading; otherwise (an image folder) the trainer checks it against the loaded class names.
 #[allow(clippy::result_large_err)]
 fn check_class_count(
     ctx: &Ctx,
