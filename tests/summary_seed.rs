@@ -4,6 +4,8 @@ use labpipe::model::builtins::{Stem, resnet18, simple_cnn};
 use labpipe::summary::diagram::draw_diagram;
 use labpipe::summary::{render_seed_text, summarize};
 
+use crate::util::binary::{labpipe, stderr, stdout};
+
 #[test]
 fn seed_models_print_the_seed_report_text() {
     let cases = [
@@ -33,4 +35,32 @@ fn diagram_files_are_written_next_to_each_other() {
     let bytes = std::fs::read(&png).unwrap();
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
     assert_eq!(std::fs::read_dir(dir.path().join("fig")).unwrap().count(), 2);
+}
+
+/// `labpipe summary` on the shipped MNIST pipelines prints torchsummary's and thop's text for 1×28×28 input,
+/// from an empty folder: the input shape is the dataset's, known without its files.
+#[test]
+fn mnist_pipelines_print_pytorchs_summary_without_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (pipeline, expected) in [
+        (
+            "pipelines/mnist.yaml",
+            include_str!("fixtures/summaries/lenet5_mnist_summary.txt"),
+        ),
+        (
+            "pipelines/fashion_mnist.yaml",
+            include_str!("fixtures/summaries/simplecnn_mnist_summary.txt"),
+        ),
+    ] {
+        let path = root.join(pipeline);
+        let out = labpipe(dir.path(), &["summary", path.to_str().unwrap()]);
+        assert!(out.status.success(), "{pipeline}: {}", stderr(&out));
+        assert_eq!(stdout(&out), expected, "{pipeline}");
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "summary wrote nothing"
+    );
 }

@@ -1,13 +1,16 @@
 //! Checks against PyTorch's own output (tests/fixtures/summaries, made by scripts/fixtures/summary_reference.py).
 
 use super::*;
-use crate::model::builtins::{Stem, resnet18, simple_cnn};
+use crate::data::shape::InputShape;
+use crate::model::builtins::{Stem, resnet18, simple_cnn, simple_cnn_for};
 use crate::model::decl::Window;
 
 const SIMPLECNN: &str = include_str!("../../tests/fixtures/summaries/simplecnn_summary.txt");
 const RESNET18: &str = include_str!("../../tests/fixtures/summaries/resnet18_summary.txt");
 const RESNET18_CIFAR_W8: &str = include_str!("../../tests/fixtures/summaries/resnet18_cifar_w8_summary.txt");
 const MIXED: &str = include_str!("../../tests/fixtures/summaries/mixed_summary.txt");
+const LENET5_MNIST: &str = include_str!("../../tests/fixtures/summaries/lenet5_mnist_summary.txt");
+const SIMPLECNN_MNIST: &str = include_str!("../../tests/fixtures/summaries/simplecnn_mnist_summary.txt");
 const COUNTS: &str = include_str!("../../tests/fixtures/summaries/counts.json");
 
 #[derive(serde::Deserialize)]
@@ -107,6 +110,56 @@ fn check_against_pytorch(decl: &ModelDecl, text: &str, model: &str) -> ModelSumm
         "{model}: thop per-module MACs"
     );
     s
+}
+
+/// pipelines/mnist.yaml's LeNet-5, as its `layers:` declare it (summary_reference.py's `LeNet5`).
+fn lenet5_mnist() -> ModelDecl {
+    let linear = |name: &str, out_features| {
+        Node::new(
+            name,
+            Op::Linear {
+                out_features,
+                bias: true,
+            },
+        )
+    };
+    let pool = |name: &str| {
+        Node::new(
+            name,
+            Op::MaxPool2d(Window {
+                kernel: 2,
+                stride: 2,
+                padding: 0,
+            }),
+        )
+    };
+    ModelDecl {
+        class_name: "LeNet5".into(),
+        input: InputShape::MNIST.dims(),
+        layers: vec![
+            conv("conv1", 6, 5, 1, 2, true),
+            Node::new("relu1", Op::Relu),
+            pool("pool1"),
+            conv("conv2", 16, 5, 1, 0, true),
+            Node::new("relu2", Op::Relu),
+            pool("pool2"),
+            Node::new("flatten", Op::Flatten),
+            linear("fc1", 120),
+            Node::new("relu3", Op::Relu),
+            linear("fc2", 84),
+            Node::new("relu4", Op::Relu),
+            linear("fc3", 10),
+        ],
+    }
+}
+
+#[test]
+fn greyscale_28_pixel_models_match_pytorch_byte_for_byte() {
+    let s = check_against_pytorch(&lenet5_mnist(), LENET5_MNIST, "lenet5_mnist");
+    assert_eq!((s.flops.thop_macs, s.total_params), (416_520, 61_706));
+    let decl = simple_cnn_for(InputShape::MNIST, 10, 0.5).unwrap();
+    let s = check_against_pytorch(&decl, SIMPLECNN_MNIST, "simplecnn_mnist");
+    assert_eq!((s.flops.thop_macs, s.total_params), (7_638_272, 104_650));
 }
 
 #[test]
