@@ -19,6 +19,7 @@ mod eval_batch_size;
 mod manifest_integrity;
 mod messages;
 mod report;
+mod report_classes;
 mod report_states;
 mod resume_damage;
 mod run_selection;
