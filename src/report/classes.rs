@@ -229,3 +229,102 @@ pub(crate) mod tests {
         assert!(r.confused_pairs.is_empty() && r.worst.is_empty());
     }
 }
+
+#[cfg(test)]
+mod template_tests {
+    //! The shipped templates' per-class sections, rendered from a context with a 10- and a 100-class run
+    //! (the end-to-end tests only have the 10-class synthetic dataset).
+
+    use super::tests::metrics;
+    use super::*;
+    use crate::report::context::{CheckpointView, Figures, PipelineView, ReportContext, RunView};
+    use crate::report::render::render;
+    use crate::train::config::Select;
+    use std::collections::BTreeMap;
+
+    const GENERIC: &str = include_str!("../../report_templates/report.md.j2");
+    const LAB2: &str = include_str!("../../report_templates/lab2.md.j2");
+
+    fn context(classes: usize) -> ReportContext {
+        let test = metrics(classes);
+        let run = RunView {
+            pipeline: "p".into(),
+            name: "baseline".into(),
+            id: "0".into(),
+            aliases: Vec::new(),
+            done: true,
+            status: "done".into(),
+            status_message: None,
+            divergence: None,
+            damaged: Vec::new(),
+            rerun: "labpipe run p.yaml --only baseline".into(),
+            caption: None,
+            config: Vec::new(),
+            dataset: Some("CIFAR-100".into()),
+            data: None,
+            model: None,
+            history: None,
+            select: "the last epoch's checkpoint".into(),
+            select_policy: Select::Last,
+            selected_epoch: None,
+            stopped_early_at: None,
+            train_seconds: None,
+            classes: Some(ClassResults::of(&test)),
+            test: Some(test),
+            checkpoint: Some(CheckpointView {
+                path: "m.safetensors".into(),
+                size_mb: 1.0,
+            }),
+            figures: Figures {
+                curves: None,
+                confusion: Some("figures/confusion.png".into()),
+                diagram: None,
+            },
+            observations: None,
+        };
+        let pipeline = PipelineView {
+            name: "p".into(),
+            title: None,
+            description: None,
+            runs: vec![run.clone()],
+            run: BTreeMap::from([(run.name.clone(), run)]),
+            comparisons: Vec::new(),
+            baseline: Some("baseline".into()),
+            variants: Vec::new(),
+        };
+        ReportContext {
+            pipelines: BTreeMap::from([("p".to_string(), pipeline)]),
+            order: vec!["p".into()],
+            labpipe_version: "0".into(),
+        }
+    }
+
+    #[test]
+    fn many_classes_show_the_worst_and_best_ten_in_both_templates() {
+        for (file, source) in [("report.md.j2", GENERIC), ("lab2.md.j2", LAB2)] {
+            let md = render(file, source, &context(100)).unwrap();
+            assert!(md.contains("](figures/confusion.png)"), "{file}:\n{md}");
+            assert!(md.contains("on CIFAR-100"), "{file}:\n{md}");
+            assert!(
+                md.contains("Per-class accuracy, the 10 lowest and highest of 100 classes:"),
+                "{file}:\n{md}"
+            );
+            // Worst 49 and 99 (51%) beside best 0 and 50 (100%).
+            assert!(md.contains("| c49 | 51.0% | c0 | 100.0% |"), "{file}:\n{md}");
+            assert!(md.contains("| c99 | 51.0% | c50 | 100.0% |"), "{file}:\n{md}");
+            assert!(md.contains("| c49 | c50 | 49 | 49.0% |"), "{file}:\n{md}");
+            let pair_rows = md
+                .lines()
+                .skip_while(|l| !l.starts_with("| true class |"))
+                .skip(2)
+                .take_while(|l| l.starts_with('|'));
+            assert_eq!(pair_rows.count(), TOP_PAIRS, "{file}:\n{md}");
+            assert!(!md.contains("| class | accuracy | test images |"), "{file}");
+
+            let md = render(file, source, &context(10)).unwrap();
+            assert!(md.contains("| class | accuracy | test images |"), "{file}:\n{md}");
+            assert!(md.contains("| c3 | 57.0% | 100 |"), "{file}:\n{md}");
+            assert!(!md.contains("lowest and highest"), "{file}");
+        }
+    }
+}

@@ -417,7 +417,11 @@ fn find<T>(
 /// The dataset's display name from its `dataset.json`: the `name` field when present (datasets that carry
 /// one), else `source`. Read from the raw JSON so a file with or without the field works alike.
 fn dataset_name(dir: &StageDir, info: &DatasetInfo) -> String {
-    dataset_name_in(&dir.path.join(DATASET_INFO_FILE), &info.source)
+    // The stage lists its description file first (`dataset.json`, then the split).
+    match Stage::Dataset.files().first() {
+        Some(file) => dataset_name_in(&dir.path.join(file), &info.source),
+        None => info.source.clone(),
+    }
 }
 
 /// `dataset_name` for the `dataset.json` at `file`, whose `source` is known.
@@ -429,9 +433,6 @@ fn dataset_name_in(file: &Path, source: &str) -> String {
         .filter(|n| !n.trim().is_empty());
     name.unwrap_or_else(|| source.to_string())
 }
-
-/// The dataset stage's description file.
-const DATASET_INFO_FILE: &str = "dataset.json";
 
 /// A word for a shell command line, quoted when it needs to be.
 fn shell_word(s: &str) -> String {
@@ -915,7 +916,7 @@ mod tests {
     #[test]
     fn the_dataset_is_called_by_its_name_when_it_has_one() {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("dataset.json");
+        let file = dir.path().join("info.json");
         let source = "CIFAR-100 (data/cifar100)";
         // Written before datasets had display names: the source.
         std::fs::write(
@@ -932,6 +933,12 @@ mod tests {
             assert_eq!(dataset_name_in(&file, source), source, "{bad}");
         }
         assert_eq!(dataset_name_in(&dir.path().join("none.json"), source), source);
+        // `dataset_name` reads the stage's first file: its description, named after the stage.
+        let first = Stage::Dataset.files()[0];
+        assert!(
+            first.starts_with(Stage::Dataset.name()) && first.ends_with(".json"),
+            "{first}"
+        );
     }
 
     #[test]
