@@ -20,6 +20,7 @@ mod json_output;
 mod manifest_integrity;
 mod messages;
 mod report;
+mod report_classes;
 mod report_states;
 mod results_table;
 mod resume_damage;

@@ -1,6 +1,10 @@
 //! The test-set confusion matrix as a heat map: true class down, predicted class across, the count in every
 //! cell, coloured by the share of the true class (so unbalanced classes compare fairly), with each class's
 //! accuracy beside its row.
+//!
+//! Past `DENSE_CLASSES` classes (CIFAR-100) the numbers would not fit: the cells carry colour only, every
+//! n-th class is labelled (with its index), and the report lists the most-confused pairs and per-class
+//! accuracies as tables instead.
 
 use std::path::Path;
 
@@ -55,6 +59,12 @@ struct Heatmap {
     title: String,
     subtitle: String,
     names: Vec<String>,
+    /// The classes whose names are written along the axes, with the text written.
+    labels: Vec<(usize, String)>,
+    /// Whether each row's accuracy is written beside it.
+    accuracy_column: bool,
+    /// More than `DENSE_CLASSES` classes: cells are coloured in `DENSE_SHARE_STEP` steps.
+    dense: bool,
     counts: Vec<Vec<u64>>,
     /// `counts[i][j]` over the row total (0 for an empty row).
     shares: Vec<Vec<f64>>,
@@ -78,6 +88,13 @@ const GAP: i32 = 8;
 const ACCURACY_COLUMN: i32 = 74;
 const BAR_WIDTH: i32 = 16;
 const BAR_LABELS: i32 = 44;
+/// Above this many classes the heat map is drawn without numbers and with sparse labels.
+pub const DENSE_CLASSES: usize = 20;
+/// A dense heat map colours shares rounded to this step: one image in a hundred still shows, while the
+/// SVG is not a rectangle per cell for the near-empty ones.
+const DENSE_SHARE_STEP: f64 = 0.01;
+/// The smallest distance between two axis labels of a dense heat map.
+const LABEL_SPACING: i32 = 16;
 
 fn measure(text: &str, size: f64) -> Result<(i32, i32), String> {
     font::ensure_registered();
@@ -150,29 +167,52 @@ impl Heatmap {
             metrics.images
         );
 
-        let label_font = if k <= 20 { 13.0 } else { 10.0 };
-        let mut widest = 0;
-        for n in &names {
-            widest = widest.max(measure(n, label_font)?.0);
-        }
-        // Ten CIFAR names fit across cells of ~80 px; more classes get smaller cells and upright labels.
-        let cell = if k <= 12 {
+        let dense = k > DENSE_CLASSES;
+        let label_font = if k <= DENSE_CLASSES { 13.0 } else { 10.0 };
+        // Ten names fit across cells of ~80 px; more classes get smaller cells and upright labels.
+        let cell = if dense {
+            (720 / k as i32).max(6)
+        } else if k <= 12 {
+            let mut widest = 0;
+            for n in &names {
+                widest = widest.max(measure(n, label_font)?.0);
+            }
             (widest + 12).clamp(54, 84)
         } else {
             (640 / k as i32).max(12)
         };
-        let x_upright = widest + 6 > cell;
+        let stride = label_stride(cell);
+        let labels: Vec<(usize, String)> = (0..k)
+            .step_by(stride)
+            .map(|i| {
+                let text = if stride > 1 {
+                    format!("{i} {}", names[i])
+                } else {
+                    names[i].clone()
+                };
+                (i, text)
+            })
+            .collect();
+        let mut widest = 0;
+        for (_, text) in &labels {
+            widest = widest.max(measure(text, label_font)?.0);
+        }
+        let x_upright = widest + 6 > cell * stride as i32;
         let x_label_height = if x_upright { widest + 10 } else { 24 };
-        let count_font = if cell >= 44 {
+        let count_font = if dense {
+            None
+        } else if cell >= 44 {
             Some(13.0)
         } else if cell >= 24 {
             Some(f64::from(cell) * 0.36)
         } else {
             None
         };
+        let accuracy_column = !dense;
+        let accuracy_width = if accuracy_column { ACCURACY_COLUMN + GAP } else { 0 };
         let grid_side = cell * k as i32;
         let left = MARGIN + DESC + widest + GAP;
-        let width = left + grid_side + GAP + ACCURACY_COLUMN + GAP + BAR_WIDTH + BAR_LABELS + MARGIN;
+        let width = left + grid_side + GAP + accuracy_width + BAR_WIDTH + BAR_LABELS + MARGIN;
         let title_width = measure(title, 18.0)?.0.max(measure(&subtitle, 13.0)?.0) + 2 * MARGIN;
         let width = width.max(title_width);
         let top = TITLE_BAND + 22;
@@ -181,6 +221,9 @@ impl Heatmap {
             title: title.to_string(),
             subtitle,
             names,
+            labels,
+            accuracy_column,
+            dense,
             counts,
             shares,
             row_accuracy,
@@ -223,12 +266,29 @@ impl Painting for Heatmap {
                 .map_err(style::msg);
         }
 
+        // The empty colour once under the whole grid, then each row's runs of one colour as one rectangle:
+        // a 100-class matrix is mostly near-empty cells, and one element per cell would bloat the SVG.
+        root.draw(&Rectangle::new(
+            [(gx, gy), (gx + side, gy + side)],
+            blues(0.0).filled(),
+        ))
+        .map_err(style::msg)?;
+        for (i, row) in self.shares.iter().enumerate() {
+            let y = gy + c * i as i32;
+            let step = if self.dense { DENSE_SHARE_STEP } else { 0.0 };
+            for (from, to, colour) in colour_runs(row, step) {
+                if colour == blues(0.0) {
+                    continue;
+                }
+                let (x0, x1) = (gx + c * from as i32, gx + c * to as i32);
+                root.draw(&Rectangle::new([(x0, y), (x1, y + c)], colour.filled()))
+                    .map_err(style::msg)?;
+            }
+        }
         for (i, row) in self.counts.iter().enumerate() {
             for (j, &count) in row.iter().enumerate() {
                 let share = self.shares[i][j];
                 let (x, y) = (gx + c * j as i32, gy + c * i as i32);
-                root.draw(&Rectangle::new([(x, y), (x + c, y + c)], blues(share).filled()))
-                    .map_err(style::msg)?;
                 if let Some(size) = self.count_font {
                     // Dark cells get white numbers, as matplotlib's ConfusionMatrixDisplay does.
                     let ink = if share > 0.55 { WHITE } else { INK };
@@ -245,8 +305,8 @@ impl Painting for Heatmap {
         .map_err(style::msg)?;
 
         // Row labels (true class) right-aligned against the grid, column labels under it.
-        for (i, name) in self.names.iter().enumerate() {
-            let mid = c * i as i32 + c / 2;
+        for (i, name) in &self.labels {
+            let mid = c * *i as i32 + c / 2;
             root.draw_text(name, &label(HPos::Right, VPos::Center), (gx - GAP, gy + mid))
                 .map_err(style::msg)?;
             let (x, y) = (gx + mid, gy + side + 6);
@@ -278,20 +338,23 @@ impl Painting for Heatmap {
         .map_err(style::msg)?;
 
         // Per-class accuracy beside each row.
-        let ax = gx + side + GAP + ACCURACY_COLUMN / 2;
-        root.draw_text("accuracy", &label(HPos::Center, VPos::Bottom), (ax, gy - 6))
-            .map_err(style::msg)?;
-        for (i, text) in self.row_accuracy.iter().enumerate() {
-            root.draw_text(
-                text,
-                &label(HPos::Center, VPos::Center),
-                (ax, gy + c * i as i32 + c / 2),
-            )
-            .map_err(style::msg)?;
+        let mut bx = gx + side + GAP;
+        if self.accuracy_column {
+            let ax = bx + ACCURACY_COLUMN / 2;
+            root.draw_text("accuracy", &label(HPos::Center, VPos::Bottom), (ax, gy - 6))
+                .map_err(style::msg)?;
+            for (i, text) in self.row_accuracy.iter().enumerate() {
+                root.draw_text(
+                    text,
+                    &label(HPos::Center, VPos::Center),
+                    (ax, gy + c * i as i32 + c / 2),
+                )
+                .map_err(style::msg)?;
+            }
+            bx += ACCURACY_COLUMN + GAP;
         }
 
         // Colour bar: 0 % at the bottom, 100 % at the top.
-        let bx = gx + side + GAP + ACCURACY_COLUMN + GAP;
         const BANDS: i32 = 100;
         for b in 0..BANDS {
             let y0 = gy + side - side * (b + 1) / BANDS;
@@ -320,6 +383,33 @@ impl Painting for Heatmap {
         }
         Ok(())
     }
+}
+
+/// Label every class, or every 2nd, 5th, 10th… so labels of `cell`-pixel rows stay `LABEL_SPACING` apart.
+fn label_stride(cell: i32) -> usize {
+    [1, 2, 5, 10, 20, 50, 100]
+        .into_iter()
+        .find(|&s| cell * s as i32 >= LABEL_SPACING)
+        .unwrap_or(100)
+}
+
+/// `(from, to, colour)` for each run of equal colour along a row of shares (`to` exclusive), the shares
+/// rounded to multiples of `step` first (0: not rounded).
+fn colour_runs(shares: &[f64], step: f64) -> Vec<(usize, usize, RGBColor)> {
+    let mut runs: Vec<(usize, usize, RGBColor)> = Vec::new();
+    for (j, &share) in shares.iter().enumerate() {
+        let rounded = if step > 0.0 {
+            (share / step).round() * step
+        } else {
+            share
+        };
+        let colour = blues(rounded);
+        match runs.last_mut() {
+            Some(run) if run.2 == colour => run.1 = j + 1,
+            _ => runs.push((j, j + 1, colour)),
+        }
+    }
+    runs
 }
 
 #[cfg(test)]
@@ -420,6 +510,72 @@ mod tests {
             )
             .unwrap();
         }
+    }
+
+    #[test]
+    fn twenty_classes_keep_their_numbers_and_a_hundred_drop_them() {
+        let dir = tempfile::tempdir().unwrap();
+        // 20 classes: every count and every name is still written.
+        let m = metrics(20);
+        let h = Heatmap::lay_out(&m, "twenty").unwrap();
+        assert!(h.count_font.is_some() && h.accuracy_column);
+        let (svg, png) = paths(dir.path(), "twenty");
+        draw_confusion(&m, "twenty", &svg, &png).unwrap();
+        let (text, _) = read_checked(&svg, &png, h.size);
+        for name in &m.class_names {
+            assert_eq!(text_count(&text, name), 2, "{name}");
+        }
+        assert!(has_text(&text, &m.confusion[3][5].to_string()));
+
+        // 100 classes (CIFAR-100): colour only, every 5th class labelled with its index, a sane size.
+        let m = metrics(100);
+        let h = Heatmap::lay_out(&m, "hundred").unwrap();
+        assert!(h.count_font.is_none() && !h.accuracy_column);
+        let (svg, png) = paths(dir.path(), "hundred");
+        draw_confusion(&m, "hundred", &svg, &png).unwrap();
+        let (text, bytes) = read_checked(&svg, &png, h.size);
+        let labelled: Vec<usize> = h.labels.iter().map(|(i, _)| *i).collect();
+        assert_eq!(labelled, (0..100).step_by(5).collect::<Vec<_>>());
+        assert_eq!(text_count(&text, "45 c45"), 2);
+        assert_eq!(text_count(&text, "c46"), 0);
+        // No per-cell numbers: the text elements are the labels, titles and colour-bar ticks only.
+        let texts = text.matches("<text").count();
+        assert!(texts <= 2 * 20 + 12, "{texts} text elements");
+        assert!(
+            h.size.0 <= 1200 && h.size.1 <= 1100,
+            "{:?} is too big to read on a page",
+            h.size
+        );
+        // Cells are painted as runs of one colour, so the files stay small.
+        assert!(text.len() < 400_000, "SVG of {} bytes", text.len());
+        assert!(bytes.len() < 300_000, "PNG of {} bytes", bytes.len());
+        if let Ok(out) = std::env::var("FIGURES_PREVIEW_DIR") {
+            let out = std::path::Path::new(&out);
+            draw_confusion(&m, "hundred", &out.join("cm100.svg"), &out.join("cm100.png")).unwrap();
+            eprintln!(
+                "cm100: svg {} bytes, png {} bytes, {:?}",
+                text.len(),
+                bytes.len(),
+                h.size
+            );
+        }
+    }
+
+    #[test]
+    fn runs_of_one_colour_merge() {
+        let runs = colour_runs(&[0.0, 0.0, 0.5, 0.5, 1.0], 0.0);
+        let spans: Vec<(usize, usize)> = runs.iter().map(|r| (r.0, r.1)).collect();
+        assert_eq!(spans, [(0, 2), (2, 4), (4, 5)]);
+        assert_eq!(runs[1].2, blues(0.5));
+        assert!(colour_runs(&[], 0.0).is_empty());
+        // In 1% steps, 0.2% is empty and 0.6% one step; unrounded they differ from both.
+        let runs = colour_runs(&[0.0, 0.002, 0.006, 0.01], DENSE_SHARE_STEP);
+        let spans: Vec<(usize, usize)> = runs.iter().map(|r| (r.0, r.1)).collect();
+        assert_eq!(spans, [(0, 2), (2, 4)]);
+        assert_eq!(runs[1].2, blues(0.01));
+        assert_eq!(label_stride(80), 1);
+        assert_eq!(label_stride(8), 2);
+        assert_eq!(label_stride(7), 5);
     }
 
     #[test]

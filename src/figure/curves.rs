@@ -485,6 +485,45 @@ mod tests {
     }
 
     #[test]
+    fn a_diverging_run_puts_the_loss_on_a_log_axis() {
+        let dir = tempfile::tempdir().unwrap();
+        let calm = history(20, 0.001);
+        let mut wild = history(20, 0.1);
+        for (i, e) in wild.epochs.iter_mut().enumerate() {
+            e.val_loss = 2.0 * 10f64.powf(i as f64 / 4.0);
+        }
+        let (svg, png) = paths(dir.path(), "log");
+        draw_overlay(
+            &[("calm".into(), &calm), ("wild".into(), &wild)],
+            "lr",
+            &svg,
+            &png,
+        )
+        .unwrap();
+        let (text, _) = read_checked(&svg, &png, SIZE);
+        assert!(has_text(&text, "cross-entropy loss (log scale)"), "no log axis");
+        // Ticks are labelled with the loss, a decade apart at most (2 … 2·10^4.75 spans five decades).
+        for tick in ["1", "10", "100", "1000"] {
+            assert!(has_text(&text, tick), "no tick {tick}");
+        }
+        // The calm runs alone stay linear.
+        let (svg, png) = paths(dir.path(), "linear");
+        draw_overlay(&[("calm".into(), &calm)], "lr", &svg, &png).unwrap();
+        let text = std::fs::read_to_string(&svg).unwrap();
+        assert!(has_text(&text, "cross-entropy loss") && !text.contains("(log scale)"));
+        if let Ok(out) = std::env::var("FIGURES_PREVIEW_DIR") {
+            let out = std::path::Path::new(&out);
+            draw_overlay(
+                &[("calm".into(), &calm), ("wild".into(), &wild)],
+                "lr",
+                &out.join("overlay_log.svg"),
+                &out.join("overlay_log.png"),
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
     fn unwritable_target_is_reported_with_its_path() {
         let dir = tempfile::tempdir().unwrap();
         let blocker = dir.path().join("file");

@@ -11,11 +11,18 @@ use super::style::{self, GRID, INK, MUTED};
 /// How the y values are shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scale {
-    /// Plain numbers (loss), never padded below 0 when all values are non-negative.
+    /// Plain numbers (loss), never padded below 0 when all values are non-negative; drawn on a log axis
+    /// when they span more than `LOG_SCALE_RATIO`.
     Loss,
     /// Shares in 0..1, labelled as percentages.
     Accuracy,
+    /// Loss on a log axis: the series hold log10 of the loss, the ticks are labelled with the loss itself.
+    LogLoss,
 }
+
+/// Loss panels switch to a log axis when the largest plotted value is more than this many times the
+/// smallest: one diverging run would otherwise flatten every other curve against the bottom.
+pub const LOG_SCALE_RATIO: f64 = 100.0;
 
 /// A per-epoch series; non-finite values are gaps.
 #[derive(Debug, Clone)]
@@ -108,6 +115,30 @@ pub fn finite_runs(points: &[(f64, f64)]) -> Vec<&[(f64, f64)]> {
 }
 
 impl Panel {
+    /// Whether this loss panel's finite values span more than `LOG_SCALE_RATIO` (all positive).
+    pub fn wants_log_scale(&self) -> bool {
+        if self.scale != Scale::Loss {
+            return false;
+        }
+        match self.y_extent() {
+            Some((lo, hi)) => lo > 0.0 && hi / lo > LOG_SCALE_RATIO,
+            None => false,
+        }
+    }
+
+    /// The same panel on a log axis: every value (and highlight) replaced by its log10.
+    fn in_log_space(&self) -> Panel {
+        let log = |(x, y): (f64, f64)| (x, if y > 0.0 { y.log10() } else { f64::NAN });
+        let mut p = self.clone();
+        p.scale = Scale::LogLoss;
+        p.y_desc = format!("{} (log scale)", self.y_desc);
+        for s in &mut p.series {
+            s.points = s.points.iter().copied().map(log).collect();
+            s.highlight = s.highlight.map(log);
+        }
+        p
+    }
+
     fn x_extent(&self) -> Option<(f64, f64)> {
         let xs = self
             .series
@@ -140,6 +171,9 @@ impl Panel {
         root: &DrawingArea<DB, Shift>,
         cell: &DrawingArea<DB, Shift>,
     ) -> Result<(), String> {
+        if self.wants_log_scale() {
+            return self.in_log_space().paint(root, cell);
+        }
         let (x_lo, x_hi) = self.x_extent().unwrap_or((1.0, 1.0));
         let x_range = if x_hi > x_lo {
             let pad = 0.03 * (x_hi - x_lo);
@@ -152,26 +186,32 @@ impl Panel {
         let y_bounds = match self.scale {
             Scale::Loss => (0.0, f64::INFINITY),
             Scale::Accuracy => (0.0, 1.0),
+            Scale::LogLoss => (f64::NEG_INFINITY, f64::INFINITY),
         };
         let y_range = match y_data {
             Some((lo, hi)) => {
                 let min_span = match self.scale {
                     Scale::Loss => 0.05 * hi.abs().max(lo.abs()),
                     Scale::Accuracy => 0.05,
+                    Scale::LogLoss => 0.1,
                 };
                 style::padded_range(lo, hi, y_bounds, min_span)
             }
             None => (0.0, 1.0),
         };
-        let (y_ticks, y_step) = style::nice_ticks(y_range.0, y_range.1, 7);
+        let (y_ticks, y_step) = match self.scale {
+            Scale::LogLoss => (log_ticks(y_range), 1.0),
+            _ => style::nice_ticks(y_range.0, y_range.1, 7),
+        };
         let y_decimals = match self.scale {
-            Scale::Loss => style::decimals_for(y_step),
+            Scale::Loss | Scale::LogLoss => style::decimals_for(y_step),
             Scale::Accuracy => style::decimals_for(y_step * 100.0),
         };
         let scale = self.scale;
         let y_format = move |v: &f64| match scale {
             Scale::Loss => format!("{v:.y_decimals$}"),
             Scale::Accuracy => format!("{:.y_decimals$}%", v * 100.0),
+            Scale::LogLoss => log_label(*v),
         };
         let x_format = |v: &f64| format!("{v:.0}");
 
@@ -250,6 +290,40 @@ impl Panel {
     }
 }
 
+/// Tick positions (log10 of the loss) on a log axis covering `range`: every decade, with 2× and 5× between
+/// them when the range spans few decades, or every n-th decade when it spans many.
+fn log_ticks((lo, hi): (f64, f64)) -> Vec<f64> {
+    let (first, last) = (lo.floor() as i32, hi.ceil() as i32);
+    let decades = last - first;
+    let within = |t: &f64| *t >= lo && *t <= hi;
+    if decades <= 3 {
+        (first..=last)
+            .flat_map(|d| [1.0, 2.0, 5.0].map(|m: f64| f64::from(d) + m.log10()))
+            .filter(within)
+            .collect()
+    } else {
+        let step = (decades + 6) / 7;
+        (first..=last)
+            .filter(|d| d.rem_euclid(step) == 0)
+            .map(f64::from)
+            .filter(within)
+            .collect()
+    }
+}
+
+/// The loss at log10 position `v`, written plainly (`0.01`, `2`, `500`, `1e+06` past a million).
+fn log_label(v: f64) -> String {
+    let value = 10f64.powf(v);
+    let exponent = v.floor() as i32;
+    if !(-4..6).contains(&exponent) {
+        let mantissa = value / 10f64.powi(exponent);
+        format!("{}e{exponent:+03}", mantissa.round())
+    } else {
+        let decimals = (-exponent).max(0) as usize;
+        format!("{value:.decimals$}")
+    }
+}
+
 /// Points every few pixels along a polyline, to count how much of it a legend box would cover.
 fn sample_path(path: &[(i32, i32)], out: &mut Vec<(i32, i32)>) {
     out.extend(path.first().copied());
@@ -316,6 +390,52 @@ mod tests {
         let runs = finite_runs(&p);
         assert_eq!(runs, vec![&p[0..1], &p[2..4]]);
         assert!(finite_runs(&[(1.0, f64::NEG_INFINITY)]).is_empty());
+    }
+
+    fn loss_panel(values: &[f64]) -> Panel {
+        Panel {
+            title: "Loss".into(),
+            y_desc: "cross-entropy loss".into(),
+            scale: Scale::Loss,
+            series: vec![Series {
+                color: BLACK,
+                stroke: Stroke::Solid,
+                points: values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| (i as f64 + 1.0, v))
+                    .collect(),
+                highlight: None,
+            }],
+            markers: Vec::new(),
+            legend: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn loss_axes_turn_logarithmic_past_two_orders_of_magnitude() {
+        // 2.3 → 0.4 spans less than 10×; 0.5 → 60 spans 120×; infinity and NaN do not count.
+        assert!(!loss_panel(&[2.3, 1.1, 0.4, f64::INFINITY, f64::NAN]).wants_log_scale());
+        assert!(!loss_panel(&[0.5, 50.0]).wants_log_scale());
+        assert!(loss_panel(&[0.5, 60.0, 1.0]).wants_log_scale());
+        // A zero loss cannot be on a log axis; accuracy never is.
+        assert!(!loss_panel(&[0.0, 1000.0]).wants_log_scale());
+        let mut acc = loss_panel(&[0.001, 1.0]);
+        acc.scale = Scale::Accuracy;
+        assert!(!acc.wants_log_scale());
+        let log = loss_panel(&[0.5, 60.0]).in_log_space();
+        assert_eq!(log.scale, Scale::LogLoss);
+        assert!((log.series[0].points[1].1 - 60f64.log10()).abs() < 1e-12);
+        assert!(log.y_desc.ends_with("(log scale)"));
+    }
+
+    #[test]
+    fn log_ticks_are_decades_labelled_with_the_loss() {
+        let ticks = log_ticks((-0.4, 1.8));
+        let labels: Vec<String> = ticks.iter().map(|&t| log_label(t)).collect();
+        assert_eq!(labels, ["0.5", "1", "2", "5", "10", "20", "50"]);
+        let wide: Vec<String> = log_ticks((-2.2, 7.5)).iter().map(|&t| log_label(t)).collect();
+        assert_eq!(wide, ["0.01", "1", "100", "10000", "1e+06"]);
     }
 
     #[test]

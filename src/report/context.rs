@@ -1,6 +1,7 @@
 //! The report's template context: every run's configuration, summary, history, test metrics, figures and
 //! observations, loaded from the out directory's run records and cache (documented in docs/report-context.md).
 
+use super::classes::ClassResults;
 use super::observe::{Observations, observe};
 use crate::cache::{Miss, StageDir, Store};
 use crate::data::augment::Augment;
@@ -117,6 +118,8 @@ pub struct RunView {
     pub caption: Option<String>,
     /// The training configuration as a list.
     pub config: Vec<ConfigItem>,
+    /// The dataset's display name: `dataset.json`'s `name` when it has one, else its `source`.
+    pub dataset: Option<String>,
     /// Dataset facts.
     pub data: Option<DatasetInfo>,
     /// Model summary.
@@ -135,6 +138,8 @@ pub struct RunView {
     pub train_seconds: Option<f64>,
     /// Test metrics of the kept checkpoint.
     pub test: Option<TestMetrics>,
+    /// Per-class tables from the test confusion matrix (beside `test`).
+    pub classes: Option<ClassResults>,
     /// The kept checkpoint.
     pub checkpoint: Option<CheckpointView>,
     /// Figure links.
@@ -267,16 +272,14 @@ fn augment_text(a: &Augment) -> String {
 }
 
 fn normalize_text(n: &Normalize, info: Option<&DatasetInfo>) -> String {
+    // One value per channel: three for colour images, one for greyscale (MNIST).
+    let list = |v: &[f32]| v.iter().map(|x| format!("{x:.4}")).collect::<Vec<_>>().join(", ");
     let vals = info
         .map(|i| {
             format!(
-                " (mean [{:.4}, {:.4}, {:.4}], std [{:.4}, {:.4}, {:.4}])",
-                i.stats.mean[0],
-                i.stats.mean[1],
-                i.stats.mean[2],
-                i.stats.std[0],
-                i.stats.std[1],
-                i.stats.std[2]
+                " (mean [{}], std [{}])",
+                list(&i.stats.mean[..]),
+                list(&i.stats.std[..])
             )
         })
         .unwrap_or_default();
@@ -411,6 +414,26 @@ fn find<T>(
     }
 }
 
+/// The dataset's display name from its `dataset.json`: the `name` field when present (datasets that carry
+/// one), else `source`. Read from the raw JSON so a file with or without the field works alike.
+fn dataset_name(dir: &StageDir, info: &DatasetInfo) -> String {
+    // The stage lists its description file first (`dataset.json`, then the split).
+    match Stage::Dataset.files().first() {
+        Some(file) => dataset_name_in(&dir.path.join(file), &info.source),
+        None => info.source.clone(),
+    }
+}
+
+/// `dataset_name` for the `dataset.json` at `file`, whose `source` is known.
+fn dataset_name_in(file: &Path, source: &str) -> String {
+    let name = std::fs::read(file)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .and_then(|v| v.get("name").and_then(Value::as_str).map(str::to_string))
+        .filter(|n| !n.trim().is_empty());
+    name.unwrap_or_else(|| source.to_string())
+}
+
 /// A word for a shell command line, quoted when it needs to be.
 fn shell_word(s: &str) -> String {
     if !s.is_empty()
@@ -534,6 +557,7 @@ impl ContextBuilder<'_> {
             rerun: rerun_command(file, spec, self.out),
             caption,
             config: config_items(spec, None),
+            dataset: None,
             data: None,
             model: None,
             history: None,
@@ -543,6 +567,7 @@ impl ContextBuilder<'_> {
             stopped_early_at: None,
             train_seconds: None,
             test: None,
+            classes: None,
             checkpoint: None,
             figures: Figures::default(),
             observations: None,
@@ -566,8 +591,10 @@ impl ContextBuilder<'_> {
         };
         let k = &rec.keys;
         let mut broken = Vec::new();
-        match find(&store, k, Stage::Dataset, DatasetArtifacts::read) {
-            Found::Ok(a) => {
+        let read_dataset = |d: &StageDir| DatasetArtifacts::read(d).map(|a| (dataset_name(d, &a.info), a));
+        match find(&store, k, Stage::Dataset, read_dataset) {
+            Found::Ok((name, a)) => {
+                view.dataset = Some(name);
                 view.data = Some(a.info);
                 view.config = config_items(spec, view.data.as_ref());
             }
@@ -648,6 +675,13 @@ impl ContextBuilder<'_> {
         // The test numbers are only shown beside the checkpoint they belong to.
         if view.checkpoint.is_none() {
             view.test = None;
+        }
+        if let Some(test) = &view.test {
+            let classes = ClassResults::of(test);
+            if let Some(o) = view.observations.as_mut() {
+                o.note_test(test.accuracy, classes.count);
+            }
+            view.classes = Some(classes);
         }
         if !broken.is_empty() {
             let stages: Vec<String> = broken
@@ -873,4 +907,52 @@ pub fn comparisons(runs: &[&RunSpec]) -> Vec<Comparison> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dataset_is_called_by_its_name_when_it_has_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("info.json");
+        let source = "CIFAR-100 (data/cifar100)";
+        // Written before datasets had display names: the source.
+        std::fs::write(
+            &file,
+            r#"{"source": "CIFAR-100 (data/cifar100)", "class_names": []}"#,
+        )
+        .unwrap();
+        assert_eq!(dataset_name_in(&file, source), source);
+        std::fs::write(&file, r#"{"name": "CIFAR-100", "source": "x"}"#).unwrap();
+        assert_eq!(dataset_name_in(&file, source), "CIFAR-100");
+        // A blank or non-text name, unreadable JSON or no file: the source.
+        for bad in [r#"{"name": "  "}"#, r#"{"name": 3}"#, "{not json"] {
+            std::fs::write(&file, bad).unwrap();
+            assert_eq!(dataset_name_in(&file, source), source, "{bad}");
+        }
+        assert_eq!(dataset_name_in(&dir.path().join("none.json"), source), source);
+        // `dataset_name` reads the stage's first file: its description, named after the stage.
+        let first = Stage::Dataset.files()[0];
+        assert!(
+            first.starts_with(Stage::Dataset.name()) && first.ends_with(".json"),
+            "{first}"
+        );
+    }
+
+    #[test]
+    fn normalization_values_follow_the_channel_count() {
+        let info: DatasetInfo = serde_json::from_value(serde_json::json!({
+            "source": "s", "class_names": ["a"], "train_images": 1, "val_images": 1, "test_images": 1,
+            "normalize": "train_mean_std",
+            "stats": {"mean": [0.5, 0.25, 0.125], "std": [0.5, 0.5, 0.5]}
+        }))
+        .unwrap();
+        let text = normalize_text(&Normalize::TrainMeanStd, Some(&info));
+        assert!(
+            text.ends_with("(mean [0.5000, 0.2500, 0.1250], std [0.5000, 0.5000, 0.5000])"),
+            "{text}"
+        );
+    }
 }

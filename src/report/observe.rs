@@ -1,12 +1,14 @@
 //! Facts a student needs to discuss a training curve, computed from the history: when validation peaked,
 //! whether and when overfitting set in, how much validation loss oscillates, the final gap, and where early
-//! stopping would have stopped.
+//! stopping would have stopped; with the test result, whether the model did better than guessing.
 
 use crate::train::history::TrainHistory;
 use serde::{Deserialize, Serialize};
 
 /// Patience used for "early stopping would have stopped at".
 pub const PATIENCE: usize = 10;
+/// Test accuracy at most this many percentage points above chance (1/classes) is called out.
+pub const NEAR_CHANCE_POINTS: f64 = 5.0;
 
 /// Observations on one run's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,8 +37,35 @@ pub struct Observations {
     pub last_improvement_epoch: usize,
     /// Where early stopping with patience `PATIENCE` on validation accuracy would have stopped (None: it would not).
     pub early_stop_epoch: Option<usize>,
+    /// Chance accuracy (1/classes), once the test result is known.
+    pub chance_accuracy: Option<f64>,
+    /// True when the test accuracy is within `NEAR_CHANCE_POINTS` of chance (or below it).
+    pub near_chance: bool,
     /// The facts as sentences, for templates that just list them.
     pub sentences: Vec<String>,
+}
+
+impl Observations {
+    /// Add what the test result says: a sentence when `accuracy` is hardly better than guessing among
+    /// `classes` classes.
+    pub fn note_test(&mut self, accuracy: f64, classes: usize) {
+        if classes == 0 || !accuracy.is_finite() {
+            return;
+        }
+        let chance = 1.0 / classes as f64;
+        self.chance_accuracy = Some(chance);
+        // The tolerance keeps "exactly 5 points" near despite rounding (0.55 - 0.5 is not exactly 0.05).
+        self.near_chance = (accuracy - chance) * 100.0 <= NEAR_CHANCE_POINTS + 1e-9;
+        if self.near_chance {
+            self.sentences.push(format!(
+                "Test accuracy {:.1}% is within {NEAR_CHANCE_POINTS:.0} points of chance ({:.1}% for {classes} \
+                 classes): the model has learned little beyond guessing; check the learning rate, the number of \
+                 epochs and that the labels match the images.",
+                accuracy * 100.0,
+                chance * 100.0
+            ));
+        }
+    }
 }
 
 /// Observations for `h`, or None for an empty history.
@@ -139,6 +168,8 @@ pub fn observe(h: &TrainHistory) -> Option<Observations> {
         final_gap: gap,
         last_improvement_epoch: last_improvement,
         early_stop_epoch: early_stop,
+        chance_accuracy: None,
+        near_chance: false,
         sentences: s,
     })
 }
@@ -230,6 +261,44 @@ mod tests {
         assert_eq!(o.val_loss_oscillation, 0.0);
         assert_eq!(o.early_stop_epoch, None);
         assert_eq!(o.final_gap, 0.0);
+    }
+
+    #[test]
+    fn accuracy_near_chance_is_called_out() {
+        let base = observe(&hist(&[(1.0, 0.5, 1.0, 0.5); 4])).unwrap();
+        let n = base.sentences.len();
+        // Ten classes: 12% is 2 points above chance, 40% is far from it.
+        let mut o = base.clone();
+        o.note_test(0.12, 10);
+        assert!(o.near_chance && o.chance_accuracy == Some(0.1));
+        assert_eq!(o.sentences.len(), n + 1);
+        assert!(
+            o.sentences[n]
+                .starts_with("Test accuracy 12.0% is within 5 points of chance (10.0% for 10 classes)"),
+            "{}",
+            o.sentences[n]
+        );
+        let mut o = base.clone();
+        o.note_test(0.40, 10);
+        assert!(!o.near_chance && o.sentences.len() == n);
+        // A hundred classes: 4% is near chance (1%), 30% is not; below chance counts too.
+        let mut o = base.clone();
+        o.note_test(0.04, 100);
+        assert!(o.near_chance);
+        let mut o = base.clone();
+        o.note_test(0.30, 100);
+        assert!(!o.near_chance);
+        let mut o = base.clone();
+        o.note_test(0.02, 10);
+        assert!(o.near_chance);
+        // Exactly 5 points above is still near; no classes or NaN say nothing.
+        let mut o = base.clone();
+        o.note_test(0.55, 2);
+        assert!(o.near_chance);
+        let mut o = base.clone();
+        o.note_test(f64::NAN, 10);
+        o.note_test(0.1, 0);
+        assert!(!o.near_chance && o.chance_accuracy.is_none() && o.sentences.len() == n);
     }
 
     #[test]

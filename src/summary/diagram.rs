@@ -210,6 +210,63 @@ mod tests {
         }
     }
 
+    /// Share of `size`-pixel tiles of an RGB(A) image that hold no ink at all, and the inked bounding box
+    /// as (left, top, right margin, bottom margin).
+    fn emptiness(w: u32, h: u32, pixels: &[u8], size: u32) -> (f64, (u32, u32, u32, u32)) {
+        let channels = pixels.len() / (w * h) as usize;
+        let inked = |x: u32, y: u32| {
+            let i = (y * w + x) as usize * channels;
+            pixels[i..i + 3].iter().any(|&c| c < 245)
+        };
+        let (mut tiles, mut empty) = (0, 0);
+        let (mut left, mut top, mut right, mut bottom) = (w, h, 0, 0);
+        for ty in (0..h).step_by(size as usize) {
+            for tx in (0..w).step_by(size as usize) {
+                let mut any = false;
+                for y in ty..(ty + size).min(h) {
+                    for x in tx..(tx + size).min(w) {
+                        if inked(x, y) {
+                            any = true;
+                            (left, top) = (left.min(x), top.min(y));
+                            (right, bottom) = (right.max(x), bottom.max(y));
+                        }
+                    }
+                }
+                tiles += 1;
+                empty += usize::from(!any);
+            }
+        }
+        (
+            empty as f64 / tiles as f64,
+            (left, top, w - 1 - right, h - 1 - bottom),
+        )
+    }
+
+    #[test]
+    fn a_short_chain_fills_its_canvas() {
+        // SimpleCNN used to be one tall column beside a canvas as wide as its heading: 65% of 32 px tiles
+        // were blank. Its columns now share that width.
+        let dir = tempfile::tempdir().unwrap();
+        for (decl, most_empty) in [
+            (simple_cnn(10, 0.5), 0.35),
+            (resnet18(10, Stem::Imagenet, 64), 0.35),
+        ] {
+            let (_, png) = draw(&decl, dir.path(), "fit");
+            let (w, h, pixels) = decode(&png);
+            let (empty, (left, top, right, bottom)) = emptiness(w, h, &pixels, 32);
+            assert!(
+                empty < most_empty,
+                "{}: {:.0}% of the {w}×{h} canvas is empty",
+                decl.class_name,
+                empty * 100.0
+            );
+            // Content reaches every edge up to the margin (20 px) and a little rounding.
+            for (side, m) in [("left", left), ("top", top), ("right", right), ("bottom", bottom)] {
+                assert!(m <= 60, "{}: {m} px blank at the {side}", decl.class_name);
+            }
+        }
+    }
+
     #[test]
     fn every_layer_call_gets_a_box() {
         let decl = simple_cnn(10, 0.5);

@@ -741,6 +741,26 @@ fn partition(heights: &[i32], k: usize) -> (i32, Vec<usize>) {
     (tallest, bounds)
 }
 
+/// The legend's kinds, in the order shown.
+const KINDS: [Kind; 6] = [
+    Kind::Conv,
+    Kind::Norm,
+    Kind::Activation,
+    Kind::Pool,
+    Kind::Linear,
+    Kind::Other,
+];
+
+/// Width of the canvas the columns cut at `bounds` need, margins included.
+fn columns_width(units: &[Item], bounds: &[usize], m: &Metrics) -> i32 {
+    let widths = bounds.windows(2).map(|w| {
+        let col = &units[w[0]..w[1]];
+        col.iter().map(|i| i.lead(m)).max().unwrap_or(0) + col.iter().map(|i| i.tail(m)).max().unwrap_or(0)
+    });
+    let n = bounds.len().saturating_sub(1) as i32;
+    2 * MARGIN + widths.sum::<i32>() + COL_GAP * (n - 1).max(0)
+}
+
 /// Lay out the whole diagram for `decl`, whose walk produced `calls`.
 pub(in crate::summary) fn lay_out(
     decl: &ModelDecl,
@@ -797,13 +817,32 @@ pub(in crate::summary) fn lay_out(
     let heights: Vec<i32> = units.iter().map(|u| u.height(&m)).collect();
     // The fewest columns that keep every column under the limit (a single oversized item sets its own).
     let limit = COLUMN_LIMIT.max(heights.iter().copied().max().unwrap_or(0));
-    let mut bounds = vec![0, units.len()];
-    for k in 1..=units.len().max(1) {
-        let (tallest, b) = partition(&heights, k);
-        bounds = b;
-        if tallest <= limit {
+    let (mut tallest, mut bounds) = partition(&heights, 1);
+    let mut k = 2;
+    while tallest > limit && k <= units.len() {
+        (tallest, bounds) = partition(&heights, k);
+        k += 1;
+    }
+    let heading = format!(
+        "{} · input {} · {} parameters · {} MACs (thop)",
+        summary.class_name,
+        dims(&summary.input),
+        thousands(summary.total_params as u64),
+        thousands(summary.flops.thop_macs),
+    );
+    let legend_w = KINDS.iter().try_fold(0, |w, k| {
+        measure(k.legend(), BOX_DETAIL_PX, false).map(|t| w + 20 + t + 22)
+    })?;
+    // The heading and legend set the canvas width anyway: a short chain (SimpleCNN) fills it with more,
+    // shorter columns instead of one tall column beside empty space.
+    let header_w = (2 * MARGIN + measure(&heading, 17, true)?).max(MARGIN + legend_w);
+    while k <= units.len() {
+        let (t, b) = partition(&heights, k);
+        if t >= tallest || columns_width(&units, &b, &m) > header_w {
             break;
         }
+        (tallest, bounds) = (t, b);
+        k += 1;
     }
 
     let mut canvas = Canvas::default();
@@ -843,26 +882,12 @@ pub(in crate::summary) fn lay_out(
         );
     }
 
-    let width = (x - COL_GAP + MARGIN).max(640);
+    let width = (x - COL_GAP + MARGIN).max(header_w);
     let height = route_bottom + MARGIN;
-    let heading = format!(
-        "{} · input {} · {} parameters · {} MACs (thop)",
-        summary.class_name,
-        dims(&summary.input),
-        thousands(summary.total_params as u64),
-        thousands(summary.flops.thop_macs),
-    );
     canvas.text((MARGIN, MARGIN + 10), &heading, 17, true, INK, Align::Left);
     let mut lx = MARGIN;
     let ly = MARGIN + 40;
-    for kind in [
-        Kind::Conv,
-        Kind::Norm,
-        Kind::Activation,
-        Kind::Pool,
-        Kind::Linear,
-        Kind::Other,
-    ] {
+    for kind in KINDS {
         let (fill, stroke) = kind.colors();
         canvas.shapes.push(Prim::Rect {
             from: (lx, ly - 7),
