@@ -95,3 +95,12 @@ fn init_rejects_an_unknown_dataset_listing_the_choices() {
     assert!(err.contains("imagenet") && err.contains("fashion_mnist"), "{err}");
     assert!(!dir.path().join("pipeline.yaml").exists());
 }
+
+#[test]
+fn init_into_a_path_that_is_a_file_fails_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("taken"), "a file\n").unwrap();
+    let out = labpipe(dir.path(), &["init", "taken"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("taken"), "{}", stderr(&out));
+}

@@ -84,6 +84,22 @@ fn every_shipped_pipeline_validates_against_the_schema() {
 }
 
 #[test]
+fn the_readme_pipeline_validates() {
+    let v = validator();
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let pipelines: Vec<&str> = readme
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .filter(|block| block.starts_with("name:"))
+        .collect();
+    assert!(!pipelines.is_empty(), "no pipeline in README.md");
+    for text in pipelines {
+        assert_eq!(errors(&v, &yaml(text)), Vec::<String>::new(), "{text}");
+    }
+}
+
+#[test]
 fn every_example_of_the_reference_validates_and_parses() {
     let v = validator();
     for (section, example) in EXAMPLES {
