@@ -366,3 +366,112 @@ fn the_readme_shows_the_editor_line_and_how_to_write_the_schema() {
     );
     assert!(readme.contains("labpipe schema > labpipe.schema.json"));
 }
+
+/// The types read by hand-written visitors: for each value, the schema accepts it exactly when labpipe loads it.
+#[test]
+fn hand_written_schemas_accept_what_the_parser_accepts() {
+    let v = validator();
+    let cases: &[(&str, &[&str])] = &[
+        // Not `1.0`: JSON Schema counts 1.0 as an integer, where the parser reads a fraction out of range.
+        (
+            "data: {val_split: X}",
+            &["0", "500", "0.1", "0.99", "0.0", "1.5", "-3", "ten", "[1]"],
+        ),
+        (
+            "data: {normalize: X}",
+            &[
+                "none",
+                "first_image",
+                "train_mean_std",
+                "~",
+                "per_pixel",
+                "{mean: [0.5, 0.5, 0.5], std: [0.2, 0.2, 0.2]}",
+                "{mean: [0.5, 0.5, 0.5], std: [0.2, 0, 0.2]}",
+                "{mean: [0.5, 0.5], std: [0.2, 0.2]}",
+                "{mean: [0.5, 0.5, 0.5]}",
+                "{mean: [0.5, 0.5, 0.5], std: [1, 1, 1], extra: 1}",
+            ],
+        ),
+        (
+            "data: {augment: [{random_crop: {size: 32, padding: X}}]}",
+            &["4", "[2, 6]", "[1, 2, 3, 4]", "[1]", "[1, 2, 3]", "-1", "[]"],
+        ),
+        (
+            "data: {augment: [{random_crop: {size: 32, padding: 4, fill: X}}]}",
+            &["0", "255", "256", "[1, 2, 3]", "[7]", "[1, 2]", "-1", "grey"],
+        ),
+        (
+            "data: {augment: [{random_rotation: {degrees: X}}]}",
+            &["15", "0", "-5", "[-5, 20]", "[1, 2, 3]", "wide"],
+        ),
+        (
+            "data: {augment: [{random_erasing: {value: X}}]}",
+            &["0", "0.5", "random", "[0.1, 0.2, 0.3]", "[1]", "[1, 2]", "noise"],
+        ),
+        (
+            "train: {divergence: X}",
+            &[
+                "{factor: 5}",
+                "{factor: 1}",
+                "{}",
+                "none",
+                "off",
+                "false",
+                "true",
+                "~",
+                "never",
+                "{fator: 5}",
+            ],
+        ),
+        (
+            "model: {arch: ~, layers: [X, flatten, {linear: {out_features: 10}}]}",
+            &[
+                "flatten",
+                "{flatten: ~}",
+                "{dropout: {p: 0.2}}",
+                "conv2d",
+                "{conv2d: {out_channels: 4, kernel: 3}}",
+                "{conv2d: {out_channels: 4}}",
+                "{flatten: ~, relu: ~}",
+                "{softmax: ~}",
+                "softmax",
+            ],
+        ),
+        (
+            "slurm: {time: X, mem: 4G}",
+            &[
+                "90",
+                "2:00:00",
+                "1-12",
+                "1-12:30:00",
+                "UNLIMITED",
+                "Infinite",
+                "2h",
+                "1:2:3:4",
+                "-5",
+            ],
+        ),
+        (
+            "slurm: {mem: X}",
+            &["16000", "16G", "16GB", "512m", "16 G", "G", "lots"],
+        ),
+    ];
+    for (template, values) in cases {
+        for value in *values {
+            let mut whole = yaml(BASE);
+            merge(&mut whole, &yaml(&template.replace('X', value)));
+            if template.starts_with("model:") {
+                whole["model"].as_object_mut().unwrap().remove("arch");
+            }
+            let schema_says = errors(&v, &whole).is_empty();
+            let text = serde_json::to_string(&whole).unwrap();
+            let parser_says = parser_accepts(&text);
+            assert_eq!(
+                schema_says,
+                parser_says.is_ok(),
+                "{template} with X = {value}: schema {}, parser {parser_says:?}",
+                if schema_says { "accepts" } else { "rejects" }
+            );
+        }
+    }
+}

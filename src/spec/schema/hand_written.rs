@@ -19,8 +19,8 @@ impl JsonSchema for ValSplit {
         json_schema!({
             "description": "A count of images (e.g. 5000) or a fraction below 1 (e.g. 0.1).",
             "anyOf": [
-                {"type": "integer", "minimum": 0, "description": "This many images."},
-                {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "description": "This share of the images."}
+                {"type": "integer", "minimum": 1, "description": "This many images."},
+                {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "description": "This share of the images."}
             ]
         })
     }
@@ -147,6 +147,7 @@ impl JsonSchema for EraseValue {
     }
 }
 
+// Patterns are ECMA-262 regular expressions as editors run them: no inline flags such as `(?i)`.
 impl JsonSchema for TimeLimit {
     fn schema_name() -> Cow<'static, str> {
         "TimeLimit".into()
@@ -157,7 +158,7 @@ impl JsonSchema for TimeLimit {
             "description": "MINUTES, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS (e.g. 90, 2:00:00, 1-12), or UNLIMITED.",
             "anyOf": [
                 {"type": "integer", "minimum": 0},
-                {"type": "string", "pattern": "^([0-9]+(:[0-9]+){0,2}|[0-9]+-[0-9]+(:[0-9]+){0,2}|(?i:unlimited|infinite))$"}
+                {"type": "string", "pattern": "^([0-9]+(:[0-9]+){0,2}|[0-9]+-[0-9]+(:[0-9]+){0,2}|[Uu][Nn][Ll][Ii][Mm][Ii][Tt][Ee][Dd]|[Ii][Nn][Ff][Ii][Nn][Ii][Tt][Ee])$"}
             ]
         })
     }
