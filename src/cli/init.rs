@@ -145,8 +145,9 @@ fn starter(dataset: StarterDataset, model: StarterModel) -> String {
     };
     let mut text = String::from(
         "# yaml-language-server: $schema=labpipe.schema.json\n\
-         # A labpipe pipeline. `labpipe schema > labpipe.schema.json` lets VS Code's YAML extension complete and\n\
-         # check this file; docs/pipeline-reference.md (or `labpipe schema --markdown`) lists every field.\n\
+         # A labpipe pipeline. With labpipe.schema.json beside it (after an upgrade: `labpipe schema >\n\
+         # labpipe.schema.json`), VS Code's YAML extension completes and checks this file; every field is listed\n\
+         # in docs/pipeline-reference.md (`labpipe schema --markdown`).\n\
          #   labpipe plan pipeline.yaml     what would run, and why\n\
          #   labpipe run pipeline.yaml      train and evaluate (cached: a second run does nothing)\n\
          #   labpipe report                 the lab report of the results\n\
@@ -155,7 +156,7 @@ fn starter(dataset: StarterDataset, model: StarterModel) -> String {
     );
     text.push_str(&data_section(kind));
     text.push_str(&model_section(model, side, classes));
-    // The synthetic starter is sized to finish in a minute on a CPU; real datasets get a real schedule.
+    // The synthetic starter is sized to finish in seconds on a CPU; real datasets get a real schedule.
     let epochs = if kind == DatasetKind::Synthetic { 2 } else { 20 };
     text.push_str(&train_section(model, epochs));
     text.push_str(
@@ -174,7 +175,7 @@ fn data_section(kind: DatasetKind) -> String {
     // (what it is, the lines that choose it, validation images, whether flips and shifted crops suit it)
     let (about, choice, val_split, augment) = match kind {
         DatasetKind::Synthetic => (
-            "labpipe's embedded synthetic images: no download. Small, so that this runs in a minute on a CPU.",
+            "labpipe's embedded synthetic images: no download. Small, so that this runs in seconds on a CPU:\n  # raise train_size and epochs for results worth reading.",
             "dataset: synthetic\n  train_size: 1000\n  test_size: 200",
             "100",
             true,
