@@ -2,7 +2,10 @@
 
 mod bench;
 mod clean;
+mod completions;
 mod eval;
+mod examples;
+mod init;
 mod launch;
 mod plan;
 mod report;
@@ -47,6 +50,7 @@ struct Select {
 #[derive(Subcommand)]
 enum Command {
     /// Train and evaluate every run of the pipelines (stages already in the cache are not run again).
+    #[command(after_help = examples::RUN)]
     Run {
         /// Pipeline files.
         #[arg(required = true)]
@@ -79,6 +83,7 @@ enum Command {
         launch: launch::LaunchArgs,
     },
     /// Print what `run` would do for each run and stage, and why.
+    #[command(after_help = examples::PLAN)]
     Plan {
         /// Pipeline files.
         #[arg(required = true)]
@@ -96,6 +101,7 @@ enum Command {
         json: bool,
     },
     /// Print the model summary (FLOPs, params, torchsummary table) of a pipeline's run.
+    #[command(after_help = examples::SUMMARY)]
     Summary {
         /// Pipeline file.
         pipeline: PathBuf,
@@ -109,6 +115,7 @@ enum Command {
         json: bool,
     },
     /// One line per run: the state of each stage, epochs, best validation and test accuracy.
+    #[command(after_help = examples::STATUS)]
     Status {
         /// Pipeline files (default: every pipeline with results in the out directory).
         pipelines: Vec<PathBuf>,
@@ -122,6 +129,7 @@ enum Command {
         json: bool,
     },
     /// Render the lab report from the results in the out directory.
+    #[command(after_help = examples::REPORT)]
     Report {
         /// Pipelines to report on (default: every pipeline with results).
         pipelines: Vec<PathBuf>,
@@ -144,6 +152,7 @@ enum Command {
         format: String,
     },
     /// Evaluate a run's chosen (or a given) checkpoint on the test set.
+    #[command(after_help = examples::EVAL)]
     Eval {
         /// Pipeline file.
         pipeline: PathBuf,
@@ -166,8 +175,10 @@ enum Command {
         json: bool,
     },
     /// Training and evaluation images/s, peak memory and a pipeline's data-wait share.
+    #[command(after_help = examples::BENCH)]
     Bench(bench::BenchArgs),
     /// Remove cache entries no current run refers to.
+    #[command(after_help = examples::CLEAN)]
     Clean {
         /// Pipelines whose runs are kept (default: every run record in the out directory).
         pipelines: Vec<PathBuf>,
@@ -180,6 +191,23 @@ enum Command {
         /// Empty the whole cache.
         #[arg(long)]
         all: bool,
+    },
+    /// Print the JSON Schema of a pipeline file (for editors), or with --markdown the field reference.
+    #[command(after_help = examples::SCHEMA)]
+    Schema {
+        /// Print docs/pipeline-reference.md: every section and field with its type, default and an example.
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Write a commented starter pipeline (and with --templates the report templates) to DIR.
+    #[command(after_help = examples::INIT)]
+    Init(init::InitArgs),
+    /// Print a shell completion script.
+    #[command(after_help = examples::COMPLETIONS)]
+    Completions {
+        /// bash, zsh, fish, powershell or elvish.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 
@@ -427,6 +455,19 @@ fn dispatch(cli: Cli) -> Result<i32, Exit> {
                 .collect::<Result<Vec<_>, _>>()?;
             clean::clean(&loaded, &out, dry_run, all)
         }
+        Command::Schema { markdown } => {
+            if markdown {
+                print!(
+                    "{}",
+                    spec::schema::markdown::reference(&spec::schema::pipeline_schema())
+                );
+            } else {
+                print!("{}", spec::schema::pipeline_schema_text());
+            }
+            Ok(0)
+        }
+        Command::Init(args) => init::init(&args),
+        Command::Completions { shell } => Ok(completions::completions(shell)),
     }
 }
 

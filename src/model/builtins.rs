@@ -70,7 +70,7 @@ pub fn simple_cnn_for(input: InputShape, num_classes: usize, dropout: f64) -> Re
 }
 
 /// Which first layers ResNet-18 uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Stem {
     /// torchvision's 7×7 stride-2 conv and 3×3 stride-2 padded max-pool (the seed's).

@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer};
 /// What to ask Slurm for, from a pipeline's `slurm:` section or from `labpipe run` flags (every field optional).
 ///
 /// `#[command(flatten)]` it into a clap command for the flags; deserialize it for the `slurm:` section.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, clap::Args)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, clap::Args, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlurmOptions {
     /// Slurm partition (sbatch --partition).

@@ -8,7 +8,7 @@ use crate::train::config::TrainSpec;
 use serde::{Deserialize, Serialize};
 
 /// A whole pipeline file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineFile {
     /// Pipeline name: where its runs live under `out/runs/` and its title in the report.
@@ -35,7 +35,7 @@ pub struct PipelineFile {
 }
 
 /// `report:`: how the pipeline appears in the lab report.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReportSpec {
     /// The heading of the pipeline's section (default: the template's own).
@@ -47,7 +47,7 @@ pub struct ReportSpec {
 }
 
 /// Built-in architectures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Arch {
     /// The seed's Task 1 network.
@@ -57,7 +57,7 @@ pub enum Arch {
 }
 
 /// `model:`: a built-in `arch` or your own `layers`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     /// A built-in network.

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// conv2d parameters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Conv2dSpec {
     /// Output channels.
@@ -31,7 +31,7 @@ pub struct Conv2dSpec {
 }
 
 /// max_pool2d / avg_pool2d parameters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PoolSpec {
     /// Square window side.
@@ -48,7 +48,7 @@ pub struct PoolSpec {
 }
 
 /// linear parameters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinearSpec {
     /// Output features.
@@ -62,7 +62,7 @@ pub struct LinearSpec {
 }
 
 /// Parameters of layers that have at most a name and one number.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SimpleSpec {
     /// state_dict name.
@@ -80,7 +80,7 @@ pub struct SimpleSpec {
 }
 
 /// A residual block: `activation(body(x) + shortcut(x))`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResidualSpec {
     /// Main path.

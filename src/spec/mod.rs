@@ -7,6 +7,7 @@ pub mod layers;
 pub mod locate;
 pub mod names;
 pub mod overrides;
+pub mod schema;
 mod sweep;
 mod syntax;
 

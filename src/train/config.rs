@@ -6,7 +6,7 @@ use super::schedule::SchedulerConfig;
 use serde::{Deserialize, Serialize};
 
 /// Which checkpoint is kept as the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Select {
     /// The epoch with the highest validation accuracy (the seed's choice).
@@ -19,7 +19,7 @@ pub enum Select {
 }
 
 /// `train.early_stopping`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EarlyStopping {
     /// `val_accuracy` or `val_loss`.
@@ -32,7 +32,7 @@ pub struct EarlyStopping {
 }
 
 /// Metric watched by early stopping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StopMetric {
     /// Higher is better.
@@ -42,7 +42,7 @@ pub enum StopMetric {
 }
 
 /// `train:`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrainSpec {
     /// Passes over the training split.

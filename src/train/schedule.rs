@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::optim::FieldProblem;
 
 /// Which schedule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SchedulerKind {
     /// The base learning rate throughout.
@@ -42,7 +42,7 @@ impl SchedulerKind {
 }
 
 /// How OneCycleLR interpolates within a phase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AnnealStrategy {
     /// Half a cosine wave (PyTorch's default, `"cos"`).
@@ -55,7 +55,7 @@ pub enum AnnealStrategy {
 ///
 /// A flat struct rather than a tagged enum so that serde-saphyr keeps line and column in its errors; which
 /// fields apply to which `name` is checked by [`SchedulerConfig::validate`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SchedulerConfig {
     /// Which schedule.

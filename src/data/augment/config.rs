@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::shape::InputShape;
 
 /// One training augmentation, in the YAML as `- random_crop: {size: 32, padding: 4}` and so on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Augment {
     /// torchvision `RandomCrop`: pad, then cut a `size`×`size` window at a uniformly drawn position.
@@ -28,7 +28,7 @@ pub enum Augment {
 }
 
 /// torchvision `RandomCrop(size, padding, fill=0, padding_mode="constant")`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RandomCrop {
     /// Side of the square crop; must be the image side (labpipe has no resize after augmentation).
@@ -45,7 +45,7 @@ pub struct RandomCrop {
 }
 
 /// torchvision `RandomHorizontalFlip(p=0.5)`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RandomHorizontalFlip {
     /// Probability of flipping.
@@ -60,7 +60,7 @@ impl Default for RandomHorizontalFlip {
 }
 
 /// torchvision `RandomRotation(degrees, interpolation=NEAREST, expand=False, center=None, fill=0)`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RandomRotation {
     /// Angle range in degrees, counter-clockwise: `d` means `[-d, d]`.
@@ -77,7 +77,7 @@ pub struct RandomRotation {
 }
 
 /// torchvision `RandomErasing(p=0.5, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0)`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RandomErasing {
     /// Probability of erasing.
@@ -118,7 +118,7 @@ fn default_erase_ratio() -> [f64; 2] {
 }
 
 /// Border filling for `random_crop`, as numpy's `np.pad` (which torchvision uses for PIL images).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaddingMode {
     /// A constant colour (`fill`).
@@ -133,7 +133,7 @@ pub enum PaddingMode {
 }
 
 /// Resampling filter for `random_rotation` (PIL's `NEAREST` or `BILINEAR`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Interpolation {
     /// Nearest neighbour (torchvision's default).

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// Which optimizer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum OptimizerKind {
     /// torch.optim.Adam: weight decay is L2 added to the gradient.
     #[serde(rename = "adam")]
@@ -56,7 +56,7 @@ impl fmt::Display for FieldProblem {
 ///
 /// A flat struct rather than a tagged enum so that serde-saphyr keeps line and column in its errors; which
 /// fields apply to which `name` is checked by [`OptimizerConfig::validate`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OptimizerConfig {
     /// Which optimizer.
