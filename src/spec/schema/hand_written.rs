@@ -43,8 +43,8 @@ impl JsonSchema for Normalize {
                     "type": "object",
                     "description": "Given per-channel values.",
                     "properties": {
-                        "mean": {"description": "Per-channel mean, one value per channel.", "type": "array", "items": {"type": "number"}, "minItems": 1, "maxItems": 3},
-                        "std": {"description": "Per-channel std (positive), one value per channel.", "type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 1, "maxItems": 3}
+                        "mean": {"description": "Per-channel mean: one value for greyscale images, three for RGB.", "type": "array", "items": {"type": "number"}, "anyOf": [{"minItems": 1, "maxItems": 1}, {"minItems": 3, "maxItems": 3}]},
+                        "std": {"description": "Per-channel std (positive): one value for greyscale images, three for RGB.", "type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "anyOf": [{"minItems": 1, "maxItems": 1}, {"minItems": 3, "maxItems": 3}]}
                     },
                     "required": ["mean", "std"],
                     "additionalProperties": false
