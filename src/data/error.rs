@@ -195,6 +195,129 @@ pub enum DataError {
         labels_count: usize,
     },
 
+    /// `data.root` of an image folder is not a directory.
+    #[error(
+        "image folder {} does not exist or is not a directory: `data.root` must name a folder holding \
+         `train/<class>/<image>` and `test/<class>/<image>` (or `<class>/<image>` with `data.test_split`)",
+        .path.display()
+    )]
+    FolderMissing {
+        /// The folder.
+        path: PathBuf,
+    },
+
+    /// An image folder without class folders.
+    #[error(
+        "{} has no class folders: put each class's images in a folder named after the class, e.g. \
+         {}/cat/1.png",
+        .path.display(), .path.display()
+    )]
+    NoClasses {
+        /// The folder that should hold the class folders.
+        path: PathBuf,
+    },
+
+    /// An image folder with only one class: nothing to classify.
+    #[error(
+        "{} has only one class folder (`{class}`): a classifier needs at least two classes; add a folder per \
+         class",
+        .path.display()
+    )]
+    OneClass {
+        /// The folder that holds the class folders.
+        path: PathBuf,
+        /// The one class.
+        class: String,
+    },
+
+    /// More classes than labels of one byte can hold.
+    #[error("{} has {count} class folders; labpipe handles at most 256 classes", .path.display())]
+    TooManyClasses {
+        /// The folder that holds the class folders.
+        path: PathBuf,
+        /// How many there are.
+        count: usize,
+    },
+
+    /// A class folder without a single image (torchvision's ImageFolder refuses these too).
+    #[error(
+        "class folder {} holds no image (png, jpg, jpeg, bmp, gif or webp); remove the folder or add images",
+        .path.display()
+    )]
+    EmptyClass {
+        /// The class folder.
+        path: PathBuf,
+    },
+
+    /// The test folder's classes are not the training folder's.
+    #[error(
+        "{} has the classes {train_classes:?} but {} has {test_classes:?}: both must hold the same class \
+         folders, so that the labels mean the same",
+        .train.display(), .test.display()
+    )]
+    TestClassesDiffer {
+        /// The training folder.
+        train: PathBuf,
+        /// The test folder.
+        test: PathBuf,
+        /// Its classes.
+        train_classes: Vec<String>,
+        /// The test folder's classes.
+        test_classes: Vec<String>,
+    },
+
+    /// An image file that cannot be decoded.
+    #[error("cannot read image {}: {reason}; remove or replace the file", .path.display())]
+    UnreadableImage {
+        /// The file.
+        path: PathBuf,
+        /// The decoder's message.
+        reason: String,
+    },
+
+    /// Images of different sizes and no `data.image_size` to bring them to one.
+    #[error(
+        "image {} is {}×{} (height×width) but {} is {}×{}: images of different sizes need `data.image_size` \
+         (e.g. `image_size: 28` or `[H, W]`) to be resized to one",
+        .path.display(), .size.0, .size.1, .first.display(), .first_size.0, .first_size.1
+    )]
+    MixedSizes {
+        /// The image that differs.
+        path: PathBuf,
+        /// Its height and width (after conversion).
+        size: (usize, usize),
+        /// The first image.
+        first: PathBuf,
+        /// The first image's height and width.
+        first_size: (usize, usize),
+    },
+
+    /// Nothing to decode.
+    #[error("the image folder holds no images")]
+    NoImages,
+
+    /// An image folder without `test/` and without `data.test_split`.
+    #[error(
+        "the image folder has no `test/` folder beside `train/`, and `data.test_split` is not set: add a \
+         `test/<class>/…` folder, or hold out part of the {count} images with e.g. `test_split: 0.2`"
+    )]
+    NoTestImages {
+        /// Images in the folder.
+        count: usize,
+    },
+
+    /// `data.test_split` leaves no training or no test images.
+    #[error(
+        "`data.test_split` holds out {count} of the folder's {available} images: it must leave at least one \
+         image for testing and one for training"
+    )]
+    TestSplitTooLarge {
+        /// Images asked for testing.
+        count: usize,
+        /// Images in the folder.
+        available: usize,
+    },
+
     /// A dataset file could not be decompressed.
     #[error("{} is not a readable gzip file: {source}; delete it and let labpipe download it again", .path.display())]
     NotGzip {

@@ -9,7 +9,7 @@ use super::download::{DownloadSpec, ensure_cifar10};
 use super::error::DataError;
 use super::idx::{self, IdxDataset};
 use super::shape::InputShape;
-use super::{Dataset, ImageSet, cifar100, synthetic};
+use super::{Dataset, ImageSet, cifar100, image_folder, synthetic};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -102,9 +102,7 @@ pub fn fingerprint(spec: &DataSpec) -> Result<String, DataError> {
             let files: Vec<PathBuf> = resources.iter().map(|r| idx::path_of(&root, r.name)).collect();
             Ok(format!("{}-blake3:{}", which.display(), hash_files(&files)?))
         }
-        DatasetKind::ImageFolder => Err(DataError::NotReadable {
-            dataset: "image_folder".into(),
-        }),
+        DatasetKind::ImageFolder => Ok(format!("image-folder-blake3:{}", image_folder::fingerprint(&root)?)),
     }
 }
 
@@ -334,11 +332,7 @@ pub fn load(spec: &DataSpec, progress: bool) -> Result<Dataset, DataError> {
                 class_names: d.class_names,
             }
         }
-        DatasetKind::ImageFolder => {
-            return Err(DataError::NotReadable {
-                dataset: "image_folder".into(),
-            });
-        }
+        DatasetKind::ImageFolder => load_folder(spec, &root)?,
     };
     let records = file_records(spec);
     let odd = unofficial_counts(&records);
@@ -361,6 +355,40 @@ pub fn load(spec: &DataSpec, progress: bool) -> Result<Dataset, DataError> {
         test: cut(full.test, spec.test_size, "test_size", "test", spec, &records)?,
         class_names: full.class_names,
     })
+}
+
+/// Decodes an image folder (see [`image_folder`]), saying on stderr what was skipped.
+fn load_folder(spec: &DataSpec, root: &Path) -> Result<Dataset, DataError> {
+    let listing = image_folder::list(root)?;
+    if !listing.skipped.is_empty() {
+        eprintln!("note: {}: skipped {}", root.display(), listing.skipped.describe());
+    }
+    let n = listing.train.items.len();
+    let (train_items, test_items) = image_folder::split_items(&listing, spec.test_split.map(|t| t.count(n)))?;
+    let channels = spec.channels.unwrap_or(3);
+    let size = spec.image_size.map(|s| s.height_width());
+    let train = image_folder::decode_all(&train_items, channels, size)?;
+    let test = image_folder::decode_all(&test_items, channels, size)?;
+    if test.shape != train.shape {
+        return Err(DataError::MixedSizes {
+            path: test_items[0].0.clone(),
+            size: (test.shape.height, test.shape.width),
+            first: train_items[0].0.clone(),
+            first_size: (train.shape.height, train.shape.width),
+        });
+    }
+    Ok(Dataset {
+        train: image_set(train.shape, train.pixels, train.labels)?,
+        test: image_set(test.shape, test.pixels, test.labels)?,
+        class_names: listing.classes,
+    })
+}
+
+/// What listing an image folder skipped (`None` for other datasets, or when it cannot be listed).
+pub fn skipped(spec: &DataSpec) -> Option<image_folder::Skipped> {
+    (spec.dataset == DatasetKind::ImageFolder)
+        .then(|| image_folder::list(&root(spec)).ok().map(|l| l.skipped))
+        .flatten()
 }
 
 /// The dataset's display name for the report: "MNIST", "Fashion-MNIST", "CIFAR-100 (fine)", "image folder
@@ -399,9 +427,7 @@ pub fn input_shape(spec: &DataSpec) -> Result<InputShape, DataError> {
                 let (h, w) = size.height_width();
                 Ok(InputShape::new(spec.channels.unwrap_or(3), h, w))
             }
-            None => Err(DataError::NotReadable {
-                dataset: "image_folder".into(),
-            }),
+            None => image_folder::first_image_shape(&root(spec), spec.channels.unwrap_or(3)),
         },
     }
 }
@@ -416,8 +442,6 @@ pub fn class_count(spec: &DataSpec) -> Result<usize, DataError> {
             Cifar100Labels::Fine => 100,
             Cifar100Labels::Coarse => 20,
         }),
-        DatasetKind::ImageFolder => Err(DataError::NotReadable {
-            dataset: "image_folder".into(),
-        }),
+        DatasetKind::ImageFolder => Ok(image_folder::list(&root(spec))?.classes.len()),
     }
 }
