@@ -5,10 +5,12 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use labpipe::data::IMAGE_BYTES;
 use labpipe::data::augment::{Augment, augment_image, to_normalized};
+use labpipe::data::shape::InputShape;
 use labpipe::rng::Rng;
 
+const SHAPE: InputShape = InputShape::CIFAR;
+const IMAGE_BYTES: usize = SHAPE.values();
 const IMAGES: usize = 2000;
 const PASSES: usize = 5;
 const MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
@@ -53,9 +55,10 @@ fn main() {
     .expect("benchmark pipeline parses");
 
     let mut aug_rng = Rng::stream(0, "augment-bench", 0);
-    let lab_rate = rate(|i, out| augment_image(&lab, image(i), MEAN, STD, &mut aug_rng, out));
-    let bilinear_rate = rate(|i, out| augment_image(&bilinear, image(i), MEAN, STD, &mut aug_rng, out));
-    let normalize_rate = rate(|i, out| to_normalized(image(i), MEAN, STD, out));
+    let lab_rate = rate(|i, out| augment_image(&lab, SHAPE, image(i), (&MEAN, &STD), &mut aug_rng, out));
+    let bilinear_rate =
+        rate(|i, out| augment_image(&bilinear, SHAPE, image(i), (&MEAN, &STD), &mut aug_rng, out));
+    let normalize_rate = rate(|i, out| to_normalized(SHAPE, image(i), &MEAN, &STD, out));
 
     println!("labpipe augmentation, one core, {IMAGES} images x {PASSES} passes (median):");
     println!(

@@ -10,10 +10,11 @@ use crate::util::files::files_under;
 use crate::util::http_server::{Mode, TestServer, dead_url};
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use labpipe::data::cifar10::{DATA_DIR, cifar10_present, read_cifar10, write_cifar10};
+use labpipe::data::cifar10::{DATA_DIR, IMAGE_BYTES, cifar10_present, read_cifar10, write_cifar10};
 use labpipe::data::download::{DOWNLOAD_DIR, DownloadSpec, ensure_cifar10};
 use labpipe::data::error::DataError;
-use labpipe::data::{Dataset, IMAGE_BYTES, ImageSet};
+use labpipe::data::shape::InputShape;
+use labpipe::data::{Dataset, ImageSet};
 use labpipe::rng::Rng;
 use tar::EntryType;
 
@@ -34,7 +35,11 @@ const NAMES: [&str; 10] = [
 fn random_set(rng: &mut Rng, n: usize) -> ImageSet {
     let pixels = (0..n * IMAGE_BYTES).map(|_| rng.below(256) as u8).collect();
     let labels = (0..n).map(|_| rng.below(10) as u8).collect();
-    ImageSet { pixels, labels }
+    ImageSet {
+        shape: InputShape::CIFAR,
+        pixels,
+        labels,
+    }
 }
 
 /// 10 training images (2 per batch file) and 3 test images of noise, which gzip cannot shrink, so the

@@ -3,9 +3,10 @@
 //! Each image's augmentation draws from its own random stream keyed by (seed, epoch, position), so results
 //! are identical whatever the number of workers.
 
+use super::ImageSet;
 use super::augment::{Augment, augment_image};
 use super::normalize::NormStats;
-use super::{IMAGE_BYTES, ImageSet};
+use super::shape::InputShape;
 use crate::rng::Rng;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,9 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// One batch: `len × 3 × 32 × 32` normalized floats and the labels.
+/// One batch: `len × C × H × W` normalized floats and the labels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
+    /// The shape of each image.
+    pub shape: InputShape,
     /// Pixels, image after image, channel-major.
     pub pixels: Vec<f32>,
     /// Class index per image.
@@ -32,6 +35,12 @@ impl Batch {
     /// True when empty.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
+    }
+
+    /// The dimensions of the batch tensor: `(N, C, H, W)`.
+    pub fn dims(&self) -> (usize, usize, usize, usize) {
+        let s = self.shape;
+        (self.len(), s.channels, s.height, s.width)
     }
 }
 
@@ -69,11 +78,13 @@ impl BatchPlan {
     pub fn build(&self, order: &[usize], b: usize) -> Batch {
         let start = b * self.batch_size;
         let idx = &order[start..(start + self.batch_size).min(order.len())];
-        let mut pixels = vec![0f32; idx.len() * IMAGE_BYTES];
+        let shape = self.images.shape;
+        let n = shape.values();
+        let mut pixels = vec![0f32; idx.len() * n];
         let mut labels = Vec::with_capacity(idx.len());
         let (seed, epoch) = self.shuffle.unwrap_or((0, 0));
         for (k, &i) in idx.iter().enumerate() {
-            let out = &mut pixels[k * IMAGE_BYTES..(k + 1) * IMAGE_BYTES];
+            let out = &mut pixels[k * n..(k + 1) * n];
             let mut rng = Rng::stream(
                 seed,
                 "augment",
@@ -81,15 +92,19 @@ impl BatchPlan {
             );
             augment_image(
                 &self.augment,
+                shape,
                 self.images.image(i),
-                self.stats.mean,
-                self.stats.std,
+                (&self.stats.mean, &self.stats.std),
                 &mut rng,
                 out,
             );
             labels.push(self.images.labels[i] as u32);
         }
-        Batch { pixels, labels }
+        Batch {
+            shape,
+            pixels,
+            labels,
+        }
     }
 }
 
@@ -211,7 +226,7 @@ mod tests {
         let d = synthetic::generate(37, 0);
         BatchPlan {
             images: Arc::new(d.train),
-            stats: NormStats::IDENTITY,
+            stats: NormStats::identity(3),
             augment: Arc::new(Vec::new()),
             batch_size: batch,
             shuffle: Some((3, 1)),

@@ -9,21 +9,22 @@ use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
 use crate::data::error::DataError;
-use crate::data::{Dataset, IMAGE_BYTES, ImageSet};
+use crate::data::shape::InputShape;
+use crate::data::{Dataset, ImageSet};
 
 pub use super::cifar10_layout::{
-    DATA_DIR, META_FILE, NUM_CLASSES, RECORD_BYTES, RECORDS_PER_FILE, TEST_FILE, TRAIN_FILES, TRAIN_IMAGES,
-    cifar10_present, required_files,
+    DATA_DIR, IMAGE_BYTES, META_FILE, NUM_CLASSES, RECORD_BYTES, RECORDS_PER_FILE, TEST_FILE, TRAIN_FILES,
+    TRAIN_IMAGES, cifar10_present, required_files,
 };
 
 /// Reads the CIFAR-10 binary dataset under `root/cifar-10-batches-bin/`.
 pub fn read_cifar10(root: &Path) -> Result<Dataset, DataError> {
     let dir = root.join(DATA_DIR);
-    let mut train = ImageSet::default();
+    let mut train = ImageSet::empty(InputShape::CIFAR);
     for name in TRAIN_FILES {
         read_batch(root, &dir.join(name), &mut train)?;
     }
-    let mut test = ImageSet::default();
+    let mut test = ImageSet::empty(InputShape::CIFAR);
     read_batch(root, &dir.join(TEST_FILE), &mut test)?;
     let class_names = read_class_names(root, &dir.join(META_FILE))?;
     Ok(Dataset {
@@ -155,6 +156,13 @@ pub fn write_cifar10(root: &Path, ds: &Dataset, per_batch: usize) -> Result<(), 
 
 /// Says why `set` cannot be written, if it cannot.
 fn check_writable(set: &ImageSet, which: &str) -> Result<(), String> {
+    if set.shape != InputShape::CIFAR {
+        return Err(format!(
+            "{which} set holds {} images, the format holds {}",
+            set.shape,
+            InputShape::CIFAR
+        ));
+    }
     if set.pixels.len() != set.labels.len() * IMAGE_BYTES {
         return Err(format!(
             "{which} set has {} labels but {} pixel bytes (expected {} × {IMAGE_BYTES})",
@@ -229,7 +237,11 @@ mod tests {
     fn random_set(rng: &mut Rng, n: usize) -> ImageSet {
         let pixels = (0..n * IMAGE_BYTES).map(|_| rng.below(256) as u8).collect();
         let labels = (0..n).map(|_| rng.below(10) as u8).collect();
-        ImageSet { pixels, labels }
+        ImageSet {
+            shape: InputShape::CIFAR,
+            pixels,
+            labels,
+        }
     }
 
     fn small_dataset(seed: u64) -> Dataset {
@@ -406,6 +418,12 @@ mod tests {
         ));
         let mut bad = ds.clone();
         bad.train.pixels.pop();
+        assert!(matches!(
+            write_cifar10(dir.path(), &bad, 3),
+            Err(DataError::NotWritable { .. })
+        ));
+        let mut bad = ds.clone();
+        bad.train.shape = InputShape::MNIST;
         assert!(matches!(
             write_cifar10(dir.path(), &bad, 3),
             Err(DataError::NotWritable { .. })

@@ -1,8 +1,11 @@
 //! Where CIFAR-10's binary files live and what they are called: shared by the reader, the download and the
 //! error messages that tell a user how to install the files by hand.
 
-use super::IMAGE_BYTES;
+use super::shape::InputShape;
 use std::path::Path;
+
+/// Bytes of one stored image: 32×32, all red, then green, then blue.
+pub const IMAGE_BYTES: usize = InputShape::CIFAR.values();
 
 /// Directory inside the dataset root that holds the batch files (as the official archive unpacks).
 pub const DATA_DIR: &str = "cifar-10-batches-bin";

@@ -17,21 +17,29 @@ pub mod source;
 pub mod split;
 pub mod synthetic;
 
-/// Bytes of one 32×32 RGB image, channel-major (all red, then green, then blue), as CIFAR-10 stores it.
-pub const IMAGE_BYTES: usize = 3 * 32 * 32;
-/// Image side in pixels.
-pub const IMAGE_SIDE: usize = 32;
+use shape::InputShape;
 
-/// A set of labelled 32×32 RGB images held as raw bytes.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// A set of labelled images of one shape, held as raw bytes.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ImageSet {
-    /// `len() * IMAGE_BYTES` bytes, image after image, each channel-major.
+    /// The shape every image has.
+    pub shape: InputShape,
+    /// `len() * shape.values()` bytes, image after image, each channel-major (all of channel 0, then 1, ...).
     pub pixels: Vec<u8>,
     /// One class index per image.
     pub labels: Vec<u8>,
 }
 
 impl ImageSet {
+    /// An empty set of images of `shape`.
+    pub fn empty(shape: InputShape) -> Self {
+        ImageSet {
+            shape,
+            pixels: Vec::new(),
+            labels: Vec::new(),
+        }
+    }
+
     /// Number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
@@ -44,18 +52,23 @@ impl ImageSet {
 
     /// The bytes of image `i`.
     pub fn image(&self, i: usize) -> &[u8] {
-        &self.pixels[i * IMAGE_BYTES..(i + 1) * IMAGE_BYTES]
+        let n = self.shape.values();
+        &self.pixels[i * n..(i + 1) * n]
     }
 
     /// A new set holding the images at `indices`, in that order.
     pub fn select(&self, indices: &[usize]) -> ImageSet {
-        let mut pixels = Vec::with_capacity(indices.len() * IMAGE_BYTES);
+        let mut pixels = Vec::with_capacity(indices.len() * self.shape.values());
         let mut labels = Vec::with_capacity(indices.len());
         for &i in indices {
             pixels.extend_from_slice(self.image(i));
             labels.push(self.labels[i]);
         }
-        ImageSet { pixels, labels }
+        ImageSet {
+            shape: self.shape,
+            pixels,
+            labels,
+        }
     }
 }
 

@@ -35,12 +35,12 @@ impl InputShape {
     }
 
     /// Values in one image (C·H·W): bytes of one stored image.
-    pub fn values(&self) -> usize {
+    pub const fn values(&self) -> usize {
         self.channels * self.height * self.width
     }
 
     /// Pixels in one channel plane (H·W).
-    pub fn plane(&self) -> usize {
+    pub const fn plane(&self) -> usize {
         self.height * self.width
     }
 }

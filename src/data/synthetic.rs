@@ -2,8 +2,14 @@
 //! with no download. Shapes vary in position, size, rotation, colour and clutter and sit on noisy
 //! backgrounds, so a small CNN needs several epochs and crop/flip/rotation augmentation can help.
 
-use super::{Dataset, IMAGE_BYTES, IMAGE_SIDE, ImageSet};
+use super::shape::InputShape;
+use super::{Dataset, ImageSet};
 use crate::rng::Rng;
+
+/// The generated images' shape: 32×32 RGB, like CIFAR-10.
+pub const SHAPE: InputShape = InputShape::CIFAR;
+const IMAGE_SIDE: usize = SHAPE.width;
+const IMAGE_BYTES: usize = SHAPE.values();
 
 /// Default number of training images.
 pub const DEFAULT_TRAIN: usize = 5000;
@@ -34,7 +40,11 @@ fn generate_set(split: &str, n: usize) -> ImageSet {
         draw(label, &mut rng, img);
         labels.push(label);
     }
-    ImageSet { pixels, labels }
+    ImageSet {
+        shape: SHAPE,
+        pixels,
+        labels,
+    }
 }
 
 /// Inside-ness in [0, 1] of point (u, v) in the shape's own frame (unit size ≈ radius 1).

@@ -630,9 +630,12 @@ fn validate(
         );
     }
     let d = &r.data;
-    for (i, a) in d.augment.iter().enumerate() {
-        if let Err(m) = a.validate() {
-            bad(&format!("data.augment.{i}"), m, "in this augmentation");
+    // A shape that cannot be known here is reported where the model's input is built from it.
+    if let Ok(shape) = crate::data::source::input_shape(d) {
+        for (i, a) in d.augment.iter().enumerate() {
+            if let Err(m) = a.validate(shape) {
+                bad(&format!("data.augment.{i}"), m, "in this augmentation");
+            }
         }
     }
     if let Some(m) = &d.md5

@@ -127,8 +127,9 @@ model:
             let stats = stats_for(&run.data.normalize, &data.train, &all);
             let net = Net::new(&run.decl, &Device::Cpu, 7).unwrap();
             let measure = |batch: usize| {
-                let (val_loss, val_acc) = evaluate_loss(&net, &val, stats, batch, 2, |_, _| Ok(())).unwrap();
-                let m = evaluate(&net, &test, stats, &data.class_names, batch, 2).unwrap();
+                let (val_loss, val_acc) =
+                    evaluate_loss(&net, &val, stats.clone(), batch, 2, |_, _| Ok(())).unwrap();
+                let m = evaluate(&net, &test, stats.clone(), &data.class_names, batch, 2).unwrap();
                 (
                     val_loss.to_bits(),
                     val_acc.to_bits(),

@@ -284,7 +284,7 @@ pub fn forward_rows_invariant(net: &Net, x: &Tensor) -> candle_core::Result<Tens
 
 fn to_tensors(batch: &Batch, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
     let n = batch.len();
-    let x = Tensor::from_slice(&batch.pixels, (n, 3, 32, 32), device)?;
+    let x = Tensor::from_slice(&batch.pixels, batch.dims(), device)?;
     let y = Tensor::from_slice(&batch.labels, n, device)?;
     Ok((x, y))
 }
@@ -401,7 +401,7 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
         let epoch_start = Instant::now();
         let plan = BatchPlan {
             images: job.train.clone(),
-            stats: job.stats,
+            stats: job.stats.clone(),
             augment: augment.clone(),
             batch_size: t.batch_size,
             shuffle: Some((t.seed, epoch as u64)),
@@ -468,8 +468,15 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
             break;
         }
         let train_seconds = epoch_start.elapsed().as_secs_f64();
-        let (val_loss, val_accuracy) =
-            evaluate_loss(&net, &job.val, job.stats, eval_batch, job.workers, |_, _| Ok(())).map_err(terr)?;
+        let (val_loss, val_accuracy) = evaluate_loss(
+            &net,
+            &job.val,
+            job.stats.clone(),
+            eval_batch,
+            job.workers,
+            |_, _| Ok(()),
+        )
+        .map_err(terr)?;
         if !val_loss.is_finite() {
             diverged = Some(Divergence {
                 epoch: epoch + 1,
@@ -843,7 +850,7 @@ train:
                 augment: &run.data.augment,
                 train: train_set.clone(),
                 val: val.clone(),
-                stats,
+                stats: stats.clone(),
                 device: &Device::Cpu,
                 workers: 1,
                 work_dir: &work,

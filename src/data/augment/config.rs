@@ -11,7 +11,7 @@ use serde::de::{self, Deserializer, IntoDeserializer, SeqAccess, Visitor};
 use serde::ser::{SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
 
-use crate::data::IMAGE_SIDE;
+use crate::data::shape::InputShape;
 
 /// One training augmentation, in the YAML as `- random_crop: {size: 32, padding: 4}` and so on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,7 +31,7 @@ pub enum Augment {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RandomCrop {
-    /// Side of the square crop; must be 32, the image side (labpipe has no resize).
+    /// Side of the square crop; must be the image side (labpipe has no resize after augmentation).
     pub size: usize,
     /// Padding added before cropping: one number, `[left/right, top/bottom]` or `[left, top, right, bottom]`.
     #[serde(default)]
@@ -217,11 +217,11 @@ impl Augment {
         }
     }
 
-    /// Checks the parameters as torchvision's constructors do (and that the output stays 32×32); the
-    /// message names the field, e.g. `random_crop.size: ...`.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the parameters as torchvision's constructors do (and that the output keeps the input's
+    /// `shape`); the message names the field, e.g. `random_crop.size: ...`.
+    pub fn validate(&self, shape: InputShape) -> Result<(), String> {
         match self {
-            Augment::RandomCrop(c) => c.validate(),
+            Augment::RandomCrop(c) => c.validate(shape),
             Augment::RandomHorizontalFlip(f) => check_probability("random_horizontal_flip.p", f.p),
             Augment::RandomRotation(r) => r.validate(),
             Augment::RandomErasing(e) => e.validate(),
@@ -230,11 +230,18 @@ impl Augment {
 }
 
 impl RandomCrop {
-    fn validate(&self) -> Result<(), String> {
-        if self.size != IMAGE_SIDE {
+    fn validate(&self, shape: InputShape) -> Result<(), String> {
+        let (h, w) = (shape.height, shape.width);
+        if h != w {
             return Err(format!(
-                "random_crop.size: expected {IMAGE_SIDE} (images are {IMAGE_SIDE}×{IMAGE_SIDE} and a crop must \
-                 keep that shape; use padding to crop with a shift), found {}",
+                "random_crop.size: the images are {h}×{w} (not square) and a square crop cannot keep that \
+                 shape; remove random_crop, or set data.image_size to one side"
+            ));
+        }
+        if self.size != h {
+            return Err(format!(
+                "random_crop.size: expected {h} (images are {h}×{w} and a crop must keep that shape; use \
+                 padding to crop with a shift), found {}",
                 self.size
             ));
         }
@@ -553,7 +560,7 @@ mod tests {
                 Augment::RandomErasing(RandomErasing::default()),
             ]
         );
-        assert!(augs.iter().all(|a| a.validate().is_ok()));
+        assert!(augs.iter().all(|a| a.validate(InputShape::CIFAR).is_ok()));
         assert_eq!(
             parse("- random_horizontal_flip: {}\n- random_erasing: {}\n").len(),
             2
@@ -753,18 +760,23 @@ mod tests {
             ),
         ];
         for (aug, field) in cases {
-            let err = aug.validate().expect_err(field);
+            let err = aug.validate(InputShape::CIFAR).expect_err(field);
             assert!(err.starts_with(&format!("{field}: ")), "{aug:?}: {err}");
         }
-        assert!(crop(32).validate().is_ok());
+        assert!(crop(32).validate(InputShape::CIFAR).is_ok());
+        assert!(crop(28).validate(InputShape::MNIST).is_ok());
+        let err = crop(32).validate(InputShape::MNIST).unwrap_err();
+        assert!(err.starts_with("random_crop.size: expected 28"), "{err}");
+        let err = crop(32).validate(InputShape::new(3, 32, 40)).unwrap_err();
+        assert!(err.contains("32×40 (not square)"), "{err}");
         assert!(
             rotation(Degrees::Range([-3.0, -3.0]), Some([0.0, 40.0]))
-                .validate()
+                .validate(InputShape::CIFAR)
                 .is_ok()
         );
         assert!(
             erasing(1.0, [0.0, 1.0], [1.0, 1.0], EraseValue::Random)
-                .validate()
+                .validate(InputShape::CIFAR)
                 .is_ok()
         );
     }

@@ -1,5 +1,5 @@
-//! Training augmentations with torchvision's names, defaults and pixel-exact semantics, on 32×32 RGB images
-//! stored channel-major as `u8` (CIFAR layout).
+//! Training augmentations with torchvision's names, defaults and pixel-exact semantics, on images of any
+//! [`InputShape`] stored channel-major as `u8` (CIFAR layout; one channel is a PIL `L` image).
 //!
 //! As in a torchvision pipeline, the geometric augmentations run in declared order on the `u8` image (as
 //! torchvision runs them on PIL images), then `ToTensor` + `Normalize`, then `random_erasing` on the float
@@ -21,11 +21,13 @@ pub use config::{
 pub use geometry::{crop_with, hflip, rotate_with};
 pub use tensor::{erase_with, to_normalized};
 
-use crate::data::{IMAGE_BYTES, IMAGE_SIDE};
+use crate::data::shape::InputShape;
 use crate::rng::Rng;
 
-/// Applies `augs` to the image `src` with random parameters from `rng` and writes the normalized result
-/// `(x / 255 - mean) / std` into `out` (3072 floats, CHW). Allocation-free (scratch lives on the stack).
+/// Applies `augs` to the image `src` of `shape` with random parameters from `rng` and writes the normalized
+/// result `(x / 255 - mean) / std` into `out` (C·H·W floats, CHW).
+///
+/// `mean` and `std` hold one value per channel.
 ///
 /// Parameters are drawn in declared order: `random_crop` draws the top then the left offset (none when
 /// nothing is padded), `random_horizontal_flip` one uniform, `random_rotation` one uniform angle,
@@ -33,42 +35,44 @@ use crate::rng::Rng;
 /// `value: random`).
 ///
 /// # Panics
-/// If `src` or `out` is not `IMAGE_BYTES` long, or an augmentation fails [`Augment::validate`].
+/// If `src` or `out` does not hold one image of `shape`, or an augmentation fails [`Augment::validate`].
 pub fn augment_image(
     augs: &[Augment],
+    shape: InputShape,
     src: &[u8],
-    mean: [f32; 3],
-    std: [f32; 3],
+    (mean, std): (&[f32], &[f32]),
     rng: &mut Rng,
     out: &mut [f32],
 ) {
-    assert_eq!(src.len(), IMAGE_BYTES, "input must be one 32×32 RGB image");
-    let [mut front, mut back] = [[0u8; IMAGE_BYTES]; 2];
-    let (mut front, mut back) = (&mut front, &mut back);
+    assert_eq!(src.len(), shape.values(), "input must be one {shape} image");
+    // Scratch is only needed when a geometric augmentation is declared; evaluation batches skip it.
+    let needs_scratch = augs.iter().any(|a| !matches!(a, Augment::RandomErasing(_)));
+    let scratch_len = if needs_scratch { shape.values() } else { 0 };
+    let (mut front, mut back) = (vec![0u8; scratch_len], vec![0u8; scratch_len]);
     let mut moved = false;
     for aug in augs {
         let input: &[u8] = if moved { &front[..] } else { src };
-        if apply_geometric(aug, input, rng, back) {
+        if apply_geometric(aug, shape, input, rng, &mut back) {
             std::mem::swap(&mut front, &mut back);
             moved = true;
         }
     }
-    to_normalized(if moved { &front[..] } else { src }, mean, std, out);
+    to_normalized(shape, if moved { &front[..] } else { src }, mean, std, out);
     for aug in augs {
         if let Augment::RandomErasing(e) = aug {
-            random_erase(e, rng, out);
+            random_erase(e, shape, rng, out);
         }
     }
 }
 
 /// Runs one geometric augmentation from `input` into `output`; false when it left the image as it was
 /// (a flip not taken, or a tensor-space augmentation) and wrote nothing.
-fn apply_geometric(aug: &Augment, input: &[u8], rng: &mut Rng, output: &mut [u8]) -> bool {
+fn apply_geometric(aug: &Augment, shape: InputShape, input: &[u8], rng: &mut Rng, output: &mut [u8]) -> bool {
     match aug {
         Augment::RandomCrop(c) => {
-            assert_eq!(
-                c.size, IMAGE_SIDE,
-                "random_crop.size must be {IMAGE_SIDE}; validate the spec first"
+            assert!(
+                c.size == shape.height && c.size == shape.width,
+                "random_crop.size must be the image side ({shape} images); validate the spec first"
             );
             let p = c.padding;
             let (rows, cols) = (p.top + p.bottom, p.left + p.right);
@@ -81,20 +85,20 @@ fn apply_geometric(aug: &Augment, input: &[u8], rng: &mut Rng, output: &mut [u8]
                     rng.below(cols as u64 + 1) as usize,
                 )
             };
-            crop_with(input, top, left, p, c.fill, c.padding_mode, output);
+            crop_with(shape, input, top, left, p, c.fill, c.padding_mode, output);
             true
         }
         Augment::RandomHorizontalFlip(f) => {
             let flip = rng.next_f64() < f.p;
             if flip {
-                hflip(input, output);
+                hflip(shape, input, output);
             }
             flip
         }
         Augment::RandomRotation(r) => {
             let (lo, hi) = r.degrees.range();
             let angle = rng.uniform(lo, hi);
-            rotate_with(input, angle, r.interpolation, r.fill, r.center, output);
+            rotate_with(shape, input, angle, r.interpolation, r.fill, r.center, output);
             true
         }
         Augment::RandomErasing(_) => false,
@@ -103,11 +107,12 @@ fn apply_geometric(aug: &Augment, input: &[u8], rng: &mut Rng, output: &mut [u8]
 
 /// torchvision `RandomErasing.forward` on the normalized image: up to 10 tries to find a rectangle with
 /// area in `scale` × image area and aspect ratio in `ratio` (log-uniform) that fits strictly inside.
-fn random_erase(e: &RandomErasing, rng: &mut Rng, img: &mut [f32]) {
+fn random_erase(e: &RandomErasing, shape: InputShape, rng: &mut Rng, img: &mut [f32]) {
     if rng.next_f64() >= e.p {
         return;
     }
-    let area = (IMAGE_SIDE * IMAGE_SIDE) as f64;
+    let (img_h, img_w, plane) = (shape.height, shape.width, shape.plane());
+    let area = plane as f64;
     let (log_lo, log_hi) = (e.ratio[0].ln(), e.ratio[1].ln());
     for _ in 0..10 {
         let erase_area = area * rng.uniform(e.scale[0], e.scale[1]);
@@ -115,17 +120,17 @@ fn random_erase(e: &RandomErasing, rng: &mut Rng, img: &mut [f32]) {
         // Python's round() is half-to-even.
         let h = (erase_area * aspect).sqrt().round_ties_even() as usize;
         let w = (erase_area / aspect).sqrt().round_ties_even() as usize;
-        if !(h < IMAGE_SIDE && w < IMAGE_SIDE) {
+        if !(h < img_h && w < img_w) {
             continue;
         }
-        let top = rng.below((IMAGE_SIDE - h + 1) as u64) as usize;
-        let left = rng.below((IMAGE_SIDE - w + 1) as u64) as usize;
+        let top = rng.below((img_h - h + 1) as u64) as usize;
+        let left = rng.below((img_w - w + 1) as u64) as usize;
         match e.value {
-            EraseValue::Constant(v) => erase_with(img, top, left, h, w, v),
+            EraseValue::Constant(v) => erase_with(shape, img, [top, left], [h, w], &v),
             EraseValue::Random => {
-                for c in 0..3 {
+                for c in 0..shape.channels {
                     for row in top..top + h {
-                        let start = c * IMAGE_SIDE * IMAGE_SIDE + row * IMAGE_SIDE + left;
+                        let start = c * plane + row * img_w + left;
                         for v in &mut img[start..start + w] {
                             *v = rng.normal() as f32;
                         }
@@ -143,6 +148,9 @@ mod tests {
 
     const MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
     const STD: [f32; 3] = [0.2470, 0.2435, 0.2616];
+    const RGB: InputShape = InputShape::CIFAR;
+    const IMAGE_BYTES: usize = RGB.values();
+    const IMAGE_SIDE: usize = RGB.width;
 
     fn image(seed: u64) -> Vec<u8> {
         let mut rng = Rng::new(seed);
@@ -165,9 +173,9 @@ mod tests {
         let mut out = vec![0f32; IMAGE_BYTES];
         augment_image(
             augs,
+            RGB,
             src,
-            MEAN,
-            STD,
+            (&MEAN, &STD),
             &mut Rng::stream(seed, "augment", 0),
             &mut out,
         );
@@ -187,7 +195,7 @@ mod tests {
     fn without_augmentations_it_is_plain_normalization() {
         let src = image(2);
         let mut expected = vec![0f32; IMAGE_BYTES];
-        to_normalized(&src, MEAN, STD, &mut expected);
+        to_normalized(RGB, &src, &MEAN, &STD, &mut expected);
         assert_eq!(run(&[], &src, 1), expected);
         let never: Vec<Augment> = serde_saphyr::from_str(
             "- random_horizontal_flip: {p: 0}\n- random_erasing: {p: 0}\n- random_crop: {size: 32}\n",
@@ -200,9 +208,9 @@ mod tests {
     fn a_certain_flip_equals_the_flip_kernel() {
         let src = image(3);
         let mut flipped = vec![0u8; IMAGE_BYTES];
-        hflip(&src, &mut flipped);
+        hflip(RGB, &src, &mut flipped);
         let mut expected = vec![0f32; IMAGE_BYTES];
-        to_normalized(&flipped, MEAN, STD, &mut expected);
+        to_normalized(RGB, &flipped, &MEAN, &STD, &mut expected);
         let always = [Augment::RandomHorizontalFlip(RandomHorizontalFlip { p: 1.0 })];
         assert_eq!(run(&always, &src, 4), expected);
     }
@@ -217,6 +225,7 @@ mod tests {
             for left in 0..3 {
                 let mut u8_out = vec![0u8; IMAGE_BYTES];
                 crop_with(
+                    RGB,
                     &src,
                     top,
                     left,
@@ -226,7 +235,7 @@ mod tests {
                     &mut u8_out,
                 );
                 let mut f = vec![0f32; IMAGE_BYTES];
-                to_normalized(&u8_out, MEAN, STD, &mut f);
+                to_normalized(RGB, &u8_out, &MEAN, &STD, &mut f);
                 windows.push(f);
             }
         }

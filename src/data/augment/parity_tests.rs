@@ -7,6 +7,10 @@ use serde::Deserialize;
 
 use super::*;
 
+const RGB: InputShape = InputShape::CIFAR;
+const IMAGE_BYTES: usize = RGB.values();
+const IMAGE_SIDE: usize = RGB.width;
+
 #[derive(Deserialize)]
 struct Fixtures {
     cases: Vec<Case>,
@@ -105,6 +109,7 @@ fn crop_after_padding_is_identical_in_every_mode() {
         let fill: Fill = json_to(&case.fill);
         let mode = case.padding_mode.expect("padding_mode");
         crop_with(
+            RGB,
             fx.input(case.input),
             case.top,
             case.left,
@@ -130,7 +135,7 @@ fn hflip_is_identical() {
     let fx = load();
     let mut out = vec![0u8; IMAGE_BYTES];
     for case in fx.of("hflip") {
-        hflip(fx.input(case.input), &mut out);
+        hflip(RGB, fx.input(case.input), &mut out);
         assert_eq!(out, fx.expected_u8(case));
     }
 }
@@ -146,6 +151,7 @@ fn rotation_is_identical_at_every_angle() {
         let fill: Fill = json_to(&case.fill);
         let interpolation = case.interpolation.expect("interpolation");
         rotate_with(
+            RGB,
             fx.input(case.input),
             case.angle,
             interpolation,
@@ -178,14 +184,20 @@ fn normalization_and_erasing_are_bit_identical() {
     let mut out = vec![0f32; IMAGE_BYTES];
     let mut n = 0;
     for case in fx.cases.iter().filter(|c| c.op == "normalize" || c.op == "erase") {
-        to_normalized(fx.input(case.input), case.mean, case.std, &mut out);
+        to_normalized(RGB, fx.input(case.input), &case.mean, &case.std, &mut out);
         if case.op == "erase" {
             let value = match case.value[..] {
                 [v] => [v; 3],
                 [r, g, b] => [r, g, b],
                 _ => panic!("erase value {:?}", case.value),
             };
-            erase_with(&mut out, case.top, case.left, case.height, case.width, value);
+            erase_with(
+                RGB,
+                &mut out,
+                [case.top, case.left],
+                [case.height, case.width],
+                &value,
+            );
         }
         let expected = fx.expected_f32(case);
         let differing = (0..IMAGE_BYTES)

@@ -75,7 +75,7 @@ pub fn evaluate_checkpoint(
     Ok(evaluate(
         &net,
         &data.test,
-        data.info.stats,
+        data.info.stats.clone(),
         &data.info.class_names,
         run.train.eval_batch_size.unwrap_or(EVAL_BATCH_SIZE),
         compute.workers,

@@ -146,7 +146,7 @@ pub(crate) fn build(
         augment: &run.data.augment,
         train: data.train.clone(),
         val: data.val.clone(),
-        stats: data.info.stats,
+        stats: data.info.stats.clone(),
         device: compute.device,
         workers: run.data.workers.unwrap_or(compute.workers),
         work_dir: dir,
