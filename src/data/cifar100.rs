@@ -10,10 +10,11 @@ use std::path::Path;
 use super::config::Cifar100Labels;
 use super::download::{ArchiveLayout, DownloadSpec, Wanted, ensure_archive};
 use super::error::DataError;
+use super::shape::InputShape;
 use super::{Dataset, ImageSet};
 
 /// Bytes of one image.
-const IMAGE_BYTES: usize = 3 * 32 * 32;
+const IMAGE_BYTES: usize = InputShape::CIFAR.values();
 
 /// Directory inside the dataset root that holds the files (as the official archive unpacks).
 pub const DATA_DIR: &str = "cifar-100-binary";
@@ -177,7 +178,11 @@ fn read_records(root: &Path, path: &Path, labels: Cifar100Labels) -> Result<Imag
         labels.push(record[column]);
         pixels.extend_from_slice(&record[2..]);
     }
-    Ok(ImageSet { pixels, labels })
+    Ok(ImageSet {
+        shape: InputShape::CIFAR,
+        pixels,
+        labels,
+    })
 }
 
 fn read_names(root: &Path, path: &Path, expected: usize) -> Result<Vec<String>, DataError> {

@@ -7,13 +7,6 @@ use super::cifar10_layout::DATA_DIR;
 /// Everything that can go wrong while getting a dataset from disk or the network into memory.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    /// This build cannot read the dataset yet (its reader is being added).
-    #[error("dataset `{dataset}` cannot be read by this build of labpipe yet")]
-    NotReadable {
-        /// The dataset asked for, as written in `data.dataset`.
-        dataset: String,
-    },
-
     /// A file system operation failed on `path`.
     #[error("could not {action} {}: {source}", .path.display())]
     Io {

@@ -36,12 +36,12 @@ pub enum IdxDataset {
 }
 
 /// One of the four files: its name, MD5 and size as torchvision lists them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resource {
     /// File name, also the last segment of its URL.
     pub name: &'static str,
     /// MD5 of the `.gz` file.
-    pub md5: &'static str,
+    pub md5: String,
     /// Size of the `.gz` file in bytes.
     pub size: u64,
 }
@@ -99,7 +99,11 @@ impl IdxDataset {
 
     /// The four files with torchvision's MD5s and their published sizes.
     pub fn resources(self) -> [Resource; 4] {
-        let r = |name, md5, size| Resource { name, md5, size };
+        let r = |name, md5: &str, size| Resource {
+            name,
+            md5: md5.to_string(),
+            size,
+        };
         match self {
             IdxDataset::Mnist => [
                 r(TRAIN_IMAGES, "f68b3c2dcbeaaa9fbdd348bbdeb94873", 9_912_422),
@@ -181,7 +185,19 @@ pub fn ensure(root: &Path, which: IdxDataset, mirror: Option<&str>, progress: bo
         Some(m) => vec![format!("{m}/")],
         None => which.mirrors(),
     };
-    for res in which.resources() {
+    ensure_files(root, which, &which.resources(), &mirrors, progress)
+}
+
+/// Downloads whichever of `resources` are missing from `root`, trying `mirrors` (folder URLs ending in `/`)
+/// in order for each.
+pub fn ensure_files(
+    root: &Path,
+    which: IdxDataset,
+    resources: &[Resource],
+    mirrors: &[String],
+    progress: bool,
+) -> Result<(), DataError> {
+    for res in resources {
         if locate(root, res.name).is_file() {
             continue;
         }
@@ -192,15 +208,8 @@ pub fn ensure(root: &Path, which: IdxDataset, mirror: Option<&str>, progress: bo
             hint: which.install_hint(root),
             md5_settable: false,
         };
-        fetch_from_mirrors(
-            root,
-            &mirrors,
-            res.md5,
-            Some(res.size),
-            &wanted,
-            &root.join(res.name),
-            progress,
-        )?;
+        let dest = root.join(res.name);
+        fetch_from_mirrors(root, mirrors, &res.md5, Some(res.size), &wanted, &dest, progress)?;
     }
     Ok(())
 }

@@ -44,7 +44,11 @@ fn coeffs(in_size: usize, out_size: usize) -> Coeffs {
             .iter()
             .map(|&w| {
                 let v = w * f64::from(1u32 << PRECISION_BITS);
-                if w < 0.0 { (-0.5 + v) as i32 } else { (0.5 + v) as i32 }
+                if w < 0.0 {
+                    (-0.5 + v) as i32
+                } else {
+                    (0.5 + v) as i32
+                }
             })
             .collect();
         bounds.push((xmin, n));

@@ -96,13 +96,16 @@ pub fn fingerprint(spec: &DataSpec) -> Result<String, DataError> {
             let which = idx_kind(spec.dataset).unwrap_or(IdxDataset::Mnist);
             let resources = which.resources();
             if !idx::present(&root) {
-                let md5s: Vec<&str> = resources.iter().map(|r| r.md5).collect();
+                let md5s: Vec<&str> = resources.iter().map(|r| r.md5.as_str()).collect();
                 return Ok(format!("{}-md5:{}", which.display(), md5s.join(",")));
             }
             let files: Vec<PathBuf> = resources.iter().map(|r| idx::path_of(&root, r.name)).collect();
             Ok(format!("{}-blake3:{}", which.display(), hash_files(&files)?))
         }
-        DatasetKind::ImageFolder => Ok(format!("image-folder-blake3:{}", image_folder::fingerprint(&root)?)),
+        DatasetKind::ImageFolder => Ok(format!(
+            "image-folder-blake3:{}",
+            image_folder::fingerprint(&root)?
+        )),
     }
 }
 
@@ -295,13 +298,12 @@ fn cut(
 }
 
 /// A set of images of `shape` from raw bytes.
-fn image_set(shape: InputShape, pixels: Vec<u8>, labels: Vec<u8>) -> Result<ImageSet, DataError> {
-    if shape != InputShape::CIFAR {
-        return Err(DataError::NotReadable {
-            dataset: shape.to_string(),
-        });
+fn image_set(shape: InputShape, pixels: Vec<u8>, labels: Vec<u8>) -> ImageSet {
+    ImageSet {
+        shape,
+        pixels,
+        labels,
     }
-    Ok(ImageSet { pixels, labels })
 }
 
 /// Load (and download if needed) the dataset a spec describes. Files whose record counts differ from the
@@ -327,8 +329,8 @@ pub fn load(spec: &DataSpec, progress: bool) -> Result<Dataset, DataError> {
             ensure_present(spec, progress)?;
             let d = idx::read(&root, idx_kind(spec.dataset).unwrap_or(IdxDataset::Mnist))?;
             Dataset {
-                train: image_set(InputShape::MNIST, d.train.pixels, d.train.labels)?,
-                test: image_set(InputShape::MNIST, d.test.pixels, d.test.labels)?,
+                train: image_set(InputShape::MNIST, d.train.pixels, d.train.labels),
+                test: image_set(InputShape::MNIST, d.test.pixels, d.test.labels),
                 class_names: d.class_names,
             }
         }
@@ -339,7 +341,7 @@ pub fn load(spec: &DataSpec, progress: bool) -> Result<Dataset, DataError> {
     if !odd.is_empty() {
         eprintln!(
             "warning: {} files are not the official ones, used as they are: {}",
-            describe(spec),
+            display_name(spec),
             odd.join("; ")
         );
     }
@@ -378,8 +380,8 @@ fn load_folder(spec: &DataSpec, root: &Path) -> Result<Dataset, DataError> {
         });
     }
     Ok(Dataset {
-        train: image_set(train.shape, train.pixels, train.labels)?,
-        test: image_set(test.shape, test.pixels, test.labels)?,
+        train: image_set(train.shape, train.pixels, train.labels),
+        test: image_set(test.shape, test.pixels, test.labels),
         class_names: listing.classes,
     })
 }

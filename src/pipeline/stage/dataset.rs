@@ -5,6 +5,7 @@ use super::artifact::{ArtifactError, StageFailure, read_json, write_json};
 use crate::cache::StageDir;
 use crate::cache::key::{Seg, SpecDiff};
 use crate::data::config::{DatasetKind, Normalize};
+use crate::data::image_folder::Skipped;
 use crate::data::normalize::{NormStats, stats_for};
 use crate::data::shape::InputShape;
 use crate::data::source::FileRecords;
@@ -51,6 +52,9 @@ pub struct DatasetInfo {
     /// image folders).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileRecords>,
+    /// Image folders: the files passed over (hidden, not images, beside the class folders).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<Skipped>,
 }
 
 /// Stages written before the shape was recorded held CIFAR-shaped images.
@@ -139,7 +143,7 @@ pub(crate) fn build(run: &RunSpec, data: &Dataset, dir: &Path) -> Result<(), Sta
     let info = DatasetInfo {
         source: source::describe(&run.data),
         name: source::display_name(&run.data),
-        shape: source::input_shape(&run.data).unwrap_or(InputShape::CIFAR),
+        shape: data.train.shape,
         class_names: data.class_names.clone(),
         train_images: sp.train.len(),
         val_images: sp.val.len(),
@@ -147,6 +151,7 @@ pub(crate) fn build(run: &RunSpec, data: &Dataset, dir: &Path) -> Result<(), Sta
         normalize: run.data.normalize.clone(),
         stats,
         files,
+        skipped: source::skipped(&run.data),
     };
     write_json(dir, INFO, &info)?;
     write_json(dir, SPLIT, &sp)
