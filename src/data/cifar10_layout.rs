@@ -57,7 +57,7 @@ pub fn manual_install_hint(root: &Path) -> String {
 /// What a batch file of `size` bytes that is not whole CIFAR-10 records is instead, when it is whole
 /// CIFAR-100 records (starts with "; "), else nothing.
 pub fn other_format_note(size: usize) -> String {
-    if size % (RECORD_BYTES + 1) == 0 {
+    if size.is_multiple_of(RECORD_BYTES + 1) {
         "; its size is a whole number of 3074-byte CIFAR-100 records: for CIFAR-100 files write \
          `dataset: cifar100`"
             .to_string()

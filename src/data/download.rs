@@ -309,6 +309,8 @@ fn brief(error: &DataError) -> String {
 }
 
 /// One HTTP request: resume from the end of `part` when the server allows it, else start over.
+// One `Failed` per attempt, built only on the way out: its size does not matter.
+#[allow(clippy::result_large_err)]
 fn fetch_once(
     agent: &ureq::Agent,
     spec: &DownloadSpec,

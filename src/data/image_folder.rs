@@ -65,6 +65,9 @@ impl Skipped {
     }
 }
 
+/// Image files and their labels.
+pub type Items = Vec<(PathBuf, u8)>;
+
 /// One split's images: (path, label) in torchvision's order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SplitListing {
@@ -330,7 +333,7 @@ pub fn decode_all(
 pub fn split_items(
     listing: &Listing,
     test_count: Option<usize>,
-) -> Result<(Vec<(PathBuf, u8)>, Vec<(PathBuf, u8)>), DataError> {
+) -> Result<(Items, Items), DataError> {
     if let Some(test) = &listing.test {
         return Ok((listing.train.items.clone(), test.items.clone()));
     }

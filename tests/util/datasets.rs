@@ -179,15 +179,7 @@ pub fn pipeline(name: &str, data: &str, classes: usize) -> String {
     )
 }
 
-/// The files under `out/cache/<stage>/`, relative, sorted (complete entries and partial builds alike).
+/// The entries of `stage` in the cache, complete or partial (its lock files are not entries).
 pub fn cache_entries(out: &Path, stage: &str) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(out.join("cache").join(stage))
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
+    super::cache::stage_dirs(out, stage)
 }
