@@ -180,12 +180,12 @@ pub enum Normalize {
     FirstImage,
     /// Per-channel mean and std over the training split.
     TrainMeanStd,
-    /// Given values.
+    /// Given values, one per image channel (checked against the dataset's channels when the spec is read).
     Fixed {
         /// Per-channel mean.
-        mean: [f64; 3],
+        mean: Vec<f64>,
         /// Per-channel std.
-        std: [f64; 3],
+        std: Vec<f64>,
     },
 }
 
@@ -212,8 +212,8 @@ impl Serialize for Normalize {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FixedNormalize {
-    mean: [f64; 3],
-    std: [f64; 3],
+    mean: Vec<f64>,
+    std: Vec<f64>,
 }
 
 impl<'de> Deserialize<'de> for Normalize {
@@ -222,7 +222,9 @@ impl<'de> Deserialize<'de> for Normalize {
         impl<'de> Visitor<'de> for V {
             type Value = Normalize;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("none, first_image, train_mean_std, or {mean: [r, g, b], std: [r, g, b]}")
+                f.write_str(
+                    "none, first_image, train_mean_std, or {mean: [...], std: [...]} with one value per channel",
+                )
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Normalize, E> {
                 match v {

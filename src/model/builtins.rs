@@ -1,6 +1,7 @@
 //! The built-in models, written in the same layer vocabulary a user writes under `layers:`.
 
 use super::decl::{ModelDecl, Node, Op, Window};
+use crate::data::shape::InputShape;
 
 fn conv(name: &str, out: usize, kernel: usize, stride: usize, padding: usize, bias: bool) -> Node {
     Node::new(
@@ -26,8 +27,24 @@ fn pool(name: &str, kernel: usize, stride: usize, padding: usize) -> Node {
     )
 }
 
-/// The seed's Task 1 network (../shared/refs/models.py `SimpleCNN`).
+/// Smallest image side SimpleCNN takes: its three 2×2 pools need at least 8 pixels to leave one.
+pub const SIMPLE_CNN_MIN_SIDE: usize = 8;
+
+/// The seed's Task 1 network (../shared/refs/models.py `SimpleCNN`) on its 3×32×32 CIFAR input.
 pub fn simple_cnn(num_classes: usize, dropout: f64) -> ModelDecl {
+    simple_cnn_for(InputShape::CIFAR, num_classes, dropout).expect("32×32 is large enough for SimpleCNN")
+}
+
+/// SimpleCNN for images of `input`: `conv1` takes its channels and `fc` the features left after three pools
+/// (128 × ⌊H/8⌋ × ⌊W/8⌋); refused, with the reason, when a side is below [`SIMPLE_CNN_MIN_SIDE`].
+pub fn simple_cnn_for(input: InputShape, num_classes: usize, dropout: f64) -> Result<ModelDecl, String> {
+    if input.height < SIMPLE_CNN_MIN_SIDE || input.width < SIMPLE_CNN_MIN_SIDE {
+        return Err(format!(
+            "simple_cnn halves the image three times and needs at least {m}×{m} pixels, but the images are \
+             {input}",
+            m = SIMPLE_CNN_MIN_SIDE
+        ));
+    }
     let mut layers = Vec::new();
     for (i, ch) in [32, 64, 128].into_iter().enumerate() {
         let k = i + 1;
@@ -45,11 +62,11 @@ pub fn simple_cnn(num_classes: usize, dropout: f64) -> ModelDecl {
             bias: true,
         },
     ));
-    ModelDecl {
+    Ok(ModelDecl {
         class_name: "SimpleCNN".into(),
-        input: vec![3, 32, 32],
+        input: input.dims(),
         layers,
-    }
+    })
 }
 
 /// Which first layers ResNet-18 uses.
@@ -91,8 +108,15 @@ pub fn basic_block(name: &str, in_ch: usize, out_ch: usize, stride: usize) -> No
     )
 }
 
-/// ResNet-18 with torchvision's module names, for `num_classes` outputs and `width` channels in layer1.
+/// ResNet-18 with torchvision's module names on 3×32×32 input, for `num_classes` outputs and `width` channels
+/// in layer1.
 pub fn resnet18(num_classes: usize, stem: Stem, width: usize) -> ModelDecl {
+    resnet18_for(InputShape::CIFAR, num_classes, stem, width)
+}
+
+/// ResNet-18 for images of `input` (`conv1` takes its channels). Any size of at least 1×1 works: the padded
+/// stride-2 layers never shrink a side below 1 and the adaptive pool ends at 1×1.
+pub fn resnet18_for(input: InputShape, num_classes: usize, stem: Stem, width: usize) -> ModelDecl {
     let mut layers = match stem {
         Stem::Imagenet => vec![
             conv("conv1", width, 7, 2, 3, false),
@@ -128,7 +152,7 @@ pub fn resnet18(num_classes: usize, stem: Stem, width: usize) -> ModelDecl {
     ));
     ModelDecl {
         class_name: "ResNet18".into(),
-        input: vec![3, 32, 32],
+        input: input.dims(),
         layers,
     }
 }
@@ -167,6 +191,29 @@ mod tests {
             assert!(names.iter().any(|n| n == expected), "missing {expected}");
         }
         assert_eq!(names.len(), 62 + 3 * 20);
+    }
+
+    #[test]
+    fn the_input_shape_sets_the_first_conv_and_the_classifier() {
+        let mnist = simple_cnn_for(InputShape::MNIST, 10, 0.5).unwrap();
+        assert_eq!(mnist.input, vec![1, 28, 28]);
+        let tensors = mnist.tensors().unwrap();
+        let shape = |name: &str| tensors.iter().find(|t| t.name == name).unwrap().shape.clone();
+        assert_eq!(shape("conv1.weight"), vec![32, 1, 3, 3]);
+        // 28 → 14 → 7 → 3 after the three pools.
+        assert_eq!(shape("fc.weight"), vec![10, 128 * 3 * 3]);
+        let oblong = simple_cnn_for(InputShape::new(3, 40, 16), 7, 0.5).unwrap();
+        assert_eq!(oblong.output_shape().unwrap(), vec![7]);
+        let err = simple_cnn_for(InputShape::new(1, 8, 7), 10, 0.5).unwrap_err();
+        assert!(err.contains("at least 8×8") && err.contains("1×8×7"), "{err}");
+        for side in [1, 5, 28] {
+            let r = resnet18_for(InputShape::new(1, side, side), 10, Stem::Imagenet, 4);
+            assert_eq!(r.output_shape().unwrap(), vec![10], "side {side}");
+        }
+        let r = resnet18_for(InputShape::MNIST, 10, Stem::Cifar, 4)
+            .tensors()
+            .unwrap();
+        assert_eq!(r[0].shape, vec![4, 1, 3, 3]);
     }
 
     #[test]

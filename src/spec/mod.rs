@@ -11,7 +11,9 @@ pub mod overrides;
 mod syntax;
 
 use crate::cache::canonical_json;
-use crate::data::config::DataSpec;
+use crate::data::config::{DataSpec, Normalize};
+use crate::data::shape::InputShape;
+use crate::data::source::{class_count, input_shape};
 use crate::model::builtins;
 use crate::model::decl::ModelDecl;
 use crate::train::config::TrainSpec;
@@ -295,7 +297,7 @@ pub fn load_str(path: &Path, text: &str, cli_overrides: &[String]) -> Result<Pip
             }
         };
         validate(&ctx, &resolved, &at, &variant.name, &mut diags);
-        let decl = match model_decl(&ctx, &resolved.model, &at) {
+        let decl = match run_decl(&ctx, &resolved, &at) {
             Ok(d) => Some(d),
             Err(d) => {
                 diags.push(d);
@@ -631,10 +633,26 @@ fn validate(
     }
     let d = &r.data;
     // A shape that cannot be known here is reported where the model's input is built from it.
-    if let Ok(shape) = crate::data::source::input_shape(d) {
+    if let Ok(shape) = input_shape(d) {
         for (i, a) in d.augment.iter().enumerate() {
             if let Err(m) = a.validate(shape) {
                 bad(&format!("data.augment.{i}"), m, "in this augmentation");
+            }
+        }
+        if let Normalize::Fixed { mean, std } = &d.normalize {
+            let c = shape.channels;
+            if mean.len() != c || std.len() != c {
+                bad(
+                    "data.normalize",
+                    format!(
+                        "`data.normalize` gives {} mean and {} std values, but the images ({shape}) have {c} \
+                         channel{}: give {c} of each",
+                        mean.len(),
+                        std.len(),
+                        if c == 1 { "" } else { "s" }
+                    ),
+                    "expected one mean and one std per channel",
+                );
             }
         }
     }
@@ -676,11 +694,110 @@ fn validate(
     }
 }
 
+/// The run's model, built for the dataset's input shape and checked against its class count.
+#[allow(clippy::result_large_err)]
+fn run_decl(ctx: &Ctx, r: &Resolved, at: &dyn Fn(&str) -> Option<Pos>) -> Result<ModelDecl, Diagnostic> {
+    let shape = model_input(ctx, &r.data, at)?;
+    let decl = model_decl(ctx, &r.model, shape, at)?;
+    check_class_count(ctx, r, decl, at)
+}
+
+/// The shape of the model's input, as the dataset decides it.
 // Diagnostics are built once per bad file, never in a loop: their size does not matter.
+#[allow(clippy::result_large_err)]
+fn model_input(
+    ctx: &Ctx,
+    data: &DataSpec,
+    at: &dyn Fn(&str) -> Option<Pos>,
+) -> Result<InputShape, Diagnostic> {
+    input_shape(data).map_err(|e| {
+        ctx.diag(
+            at("data").or_else(|| at("data.dataset")),
+            format!("the model's input shape cannot be known from `data`: {e}"),
+        )
+        .label("the images' channels, height and width come from here")
+    })
+}
+
+/// The model's class count (its output size) must be the dataset's, when the dataset's is known before
+/// loading; otherwise the dataset stage checks it once the images are read.
+#[allow(clippy::result_large_err)]
+fn check_class_count(
+    ctx: &Ctx,
+    r: &Resolved,
+    decl: ModelDecl,
+    at: &dyn Fn(&str) -> Option<Pos>,
+) -> Result<ModelDecl, Diagnostic> {
+    let (Ok(classes), Ok(out)) = (class_count(&r.data), decl.output_shape()) else {
+        return Ok(decl);
+    };
+    let model = out.iter().product::<usize>();
+    if model == classes {
+        return Ok(decl);
+    }
+    let (pos, what, fix) = match &r.model.layers {
+        Some(layers) => {
+            let last_linear = layers
+                .iter()
+                .rposition(|l| matches!(l, layers::LayerSpec::Linear(_)))
+                .map(|i| format!("model.layers.{i}.linear.out_features"));
+            (
+                last_linear
+                    .and_then(|p| at(&p))
+                    .map(|pos| value_in_flow(ctx.text, pos, "out_features"))
+                    .or_else(|| at("model.layers")),
+                "the last linear's `out_features`",
+                format!("set the last linear's `out_features: {classes}`"),
+            )
+        }
+        None => (
+            at("model.num_classes").or_else(|| at("model.arch")),
+            if r.model.num_classes.is_some() {
+                "`model.num_classes`"
+            } else {
+                "`model.num_classes`, 10 when not written"
+            },
+            format!("set `model.num_classes: {classes}`"),
+        ),
+    };
+    let dataset = serde_json::to_value(r.data.dataset)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    Err(ctx
+        .diag(
+            pos,
+            format!("the model predicts {model} classes ({what}) but the dataset `{dataset}` has {classes}"),
+        )
+        .label(format!("expected {classes}"))
+        .help(fix))
+}
+
+/// The position of `key`'s value when it is written in a flow mapping (`{key: value}`) on `pos`'s line, which
+/// the location index does not enter; `pos` itself otherwise.
+fn value_in_flow(text: &str, pos: Pos, key: &str) -> Pos {
+    let Some(line) = text.lines().nth(pos.line.saturating_sub(1)) else {
+        return pos;
+    };
+    let pattern = format!("{key}:");
+    match line.find(&pattern) {
+        Some(i) => {
+            let after = &line[i + pattern.len()..];
+            let value = i + pattern.len() + (after.len() - after.trim_start().len());
+            Pos {
+                line: pos.line,
+                column: line[..value].chars().count() + 1,
+            }
+        }
+        None => pos,
+    }
+}
+
 #[allow(clippy::result_large_err)]
 fn model_decl(
     ctx: &Ctx,
     m: &file::ModelSpec,
+    shape: InputShape,
     at: &dyn Fn(&str) -> Option<Pos>,
 ) -> Result<ModelDecl, Diagnostic> {
     let misplaced = |field: &str, applies: &str| {
@@ -725,7 +842,11 @@ fn model_decl(
                     format!("`model.dropout` must be in [0, 1), got {p}"),
                 ));
             }
-            builtins::simple_cnn(m.num_classes.unwrap_or(10), p)
+            builtins::simple_cnn_for(shape, m.num_classes.unwrap_or(10), p).map_err(|why| {
+                ctx.diag(at("model.arch"), why)
+                    .label("the images come from `data`")
+                    .help("use `arch: resnet18`, or declare `layers:` that fit the images")
+            })?
         }
         (Some(Arch::Resnet18), None) => {
             for (f, set) in [
@@ -743,7 +864,8 @@ fn model_decl(
             if width == 0 {
                 return Err(ctx.diag(at("model.width"), "`model.width` must be at least 1"));
             }
-            builtins::resnet18(
+            builtins::resnet18_for(
+                shape,
                 m.num_classes.unwrap_or(10),
                 m.stem.unwrap_or(builtins::Stem::Imagenet),
                 width,
@@ -773,7 +895,7 @@ fn model_decl(
                 .map_err(|e| ctx.diag(at(&format!("model.layers.{}", e.path)), e.message.clone()))?;
             ModelDecl {
                 class_name: m.class_name.clone().unwrap_or_else(|| "Net".into()),
-                input: vec![3, 32, 32],
+                input: shape.dims(),
                 layers: nodes,
             }
         }

@@ -486,3 +486,160 @@ fn duplicate_layer_names_are_refused_at_load_naming_both_lines() {
     );
     assert!(e.contains("p.yaml:12:"), "{e}");
 }
+
+const MNIST: &str = "name: t
+data:
+  dataset: mnist
+  val_split: 5000
+  normalize: {mean: [0.1307], std: [0.3081]}
+model:
+  arch: simple_cnn
+train:
+  epochs: 1
+  batch_size: 64
+  optimizer: {name: adam, lr: 0.001}
+";
+
+#[test]
+fn the_model_input_comes_from_the_dataset() {
+    let p = load(MNIST).unwrap();
+    assert_eq!(p.runs[0].decl.input, vec![1, 28, 28]);
+    let resnet = load(&MNIST.replace("arch: simple_cnn", "arch: resnet18")).unwrap();
+    assert_eq!(resnet.runs[0].decl.input, vec![1, 28, 28]);
+    let layers = MNIST.replace(
+        "  arch: simple_cnn\n",
+        "  layers:\n    - conv2d: {out_channels: 4, kernel: 5}\n    - flatten\n    - linear: {out_features: 10}\n",
+    );
+    let decl = &load(&layers).unwrap().runs[0].decl;
+    assert_eq!(decl.input, vec![1, 28, 28]);
+    let tensors = decl.tensors().unwrap();
+    assert_eq!(tensors[0].shape, vec![4, 1, 5, 5], "in-channels from the data");
+    assert_eq!(
+        tensors[2].shape,
+        vec![10, 4 * 24 * 24],
+        "flatten size from the data"
+    );
+    assert_eq!(load(BASE).unwrap().runs[0].decl.input, vec![3, 32, 32]);
+}
+
+#[test]
+fn fixed_normalization_needs_one_value_per_channel() {
+    let e = err(&MNIST.replace("[0.1307]", "[0.1, 0.2, 0.3]"));
+    assert!(
+        e.contains("`data.normalize` gives 3 mean and 1 std values, but the images (1×28×28) have 1 channel"),
+        "{e}"
+    );
+    assert!(e.contains("p.yaml:5:14"), "{e}");
+    let three = BASE.replace(
+        "normalize: first_image",
+        "normalize: {mean: [0.5, 0.5, 0.5], std: [0.2, 0.2, 0.2]}",
+    );
+    assert!(load(&three).is_ok());
+    let e = err(&BASE.replace("normalize: first_image", "normalize: {mean: [0.5], std: [0.2]}"));
+    assert!(e.contains("have 3 channels: give 3 of each"), "{e}");
+}
+
+#[test]
+fn augmentations_are_checked_against_the_dataset_shape() {
+    let e = err(&MNIST.replace(
+        "  normalize:",
+        "  augment:\n    - random_crop: {size: 32, padding: 4}\n  normalize:",
+    ));
+    assert!(e.contains("random_crop.size: expected 28"), "{e}");
+    assert!(e.contains("p.yaml:6:7"), "{e}");
+}
+
+#[test]
+fn simple_cnn_refuses_images_too_small_for_its_pools() {
+    let tiny = BASE.replace(
+        "  dataset: synthetic\n  train_size: 200\n  test_size: 50\n",
+        "  dataset: image_folder\n  root: imgs\n  image_size: [6, 20]\n  channels: 1\n",
+    );
+    let e = err(&tiny);
+    assert!(
+        e.contains("needs at least 8×8 pixels, but the images are 1×6×20"),
+        "{e}"
+    );
+    assert!(e.contains("p.yaml:10:9"), "{e}");
+    let ok = tiny.replace("arch: simple_cnn", "arch: resnet18");
+    assert_eq!(load(&ok).unwrap().runs[0].decl.input, vec![1, 6, 20]);
+}
+
+#[test]
+fn an_unknown_input_shape_is_reported_at_the_data_section() {
+    let e = err(&BASE.replace(
+        "  dataset: synthetic\n  train_size: 200\n  test_size: 50\n",
+        "  dataset: image_folder\n  root: imgs\n",
+    ));
+    assert!(
+        e.contains("the model's input shape cannot be known from `data`"),
+        "{e}"
+    );
+    assert!(e.contains("p.yaml:2:1") || e.contains("p.yaml:3:"), "{e}");
+}
+
+#[test]
+fn the_model_class_count_must_be_the_datasets() {
+    let e = err(&BASE.replace("arch: simple_cnn", "arch: simple_cnn\n  num_classes: 100"));
+    assert!(
+        e.contains("the model predicts 100 classes (`model.num_classes`) but the dataset `synthetic` has 10"),
+        "{e}"
+    );
+    assert!(e.contains("p.yaml:10:16"), "{e}");
+    assert!(e.contains("set `model.num_classes: 10`"), "{e}");
+
+    let coarse = BASE.replace(
+        "  dataset: synthetic\n  train_size: 200\n  test_size: 50\n",
+        "  dataset: cifar100\n  labels: coarse\n",
+    );
+    let e = err(&coarse.replace("arch: simple_cnn", "arch: resnet18"));
+    assert!(
+        e.contains(
+            "predicts 10 classes (`model.num_classes`, 10 when not written) but the dataset `cifar100` has 20"
+        ),
+        "{e}"
+    );
+    let fixed = coarse.replace("arch: simple_cnn", "arch: simple_cnn\n  num_classes: 20");
+    assert_eq!(
+        load(&fixed).unwrap().runs[0].decl.output_shape().unwrap(),
+        vec![20]
+    );
+
+    let layers = BASE.replace(
+        "  arch: simple_cnn\n",
+        "  layers:\n    - flatten\n    - linear: {out_features: 64}\n    - relu\n    - linear: {out_features: 5}\n",
+    );
+    let e = err(&layers);
+    assert!(
+        e.contains(
+            "predicts 5 classes (the last linear's `out_features`) but the dataset `synthetic` has 10"
+        ),
+        "{e}"
+    );
+    assert!(e.contains("p.yaml:13:30"), "{e}");
+}
+
+#[test]
+fn an_image_folder_class_count_unknown_before_loading_does_not_fail_the_spec() {
+    let folder = BASE.replace(
+        "  dataset: synthetic\n  train_size: 200\n  test_size: 50\n",
+        "  dataset: image_folder\n  root: imgs\n  image_size: 32\n",
+    );
+    let p = load(&folder.replace("arch: simple_cnn", "arch: simple_cnn\n  num_classes: 3")).unwrap();
+    assert_eq!(p.runs[0].decl.output_shape().unwrap(), vec![3]);
+}
+
+#[test]
+fn a_colour_for_greyscale_images_is_refused_where_it_is_written() {
+    let e = err(&MNIST.replace(
+        "  normalize:",
+        "  augment:\n    - random_crop: {size: 28, padding: 2}\n    - random_rotation: {degrees: 10, fill: [255, 0, 0]}\n  normalize:",
+    ));
+    assert!(
+        e.contains(
+            "random_rotation.fill: three values [r, g, b] are for RGB images, but the images are greyscale"
+        ),
+        "{e}"
+    );
+    assert!(e.contains("p.yaml:7:7"), "{e}");
+}

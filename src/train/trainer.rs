@@ -54,6 +54,30 @@ pub enum TrainError {
         /// Epochs completed and checkpointed.
         epochs_done: usize,
     },
+    /// The model's output does not have one score per class of the dataset (known only once an image
+    /// folder is read; other datasets are checked when the pipeline is read).
+    #[error(
+        "run `{run}`: the model predicts {model} classes but the dataset has {dataset}; set `model.num_classes` \
+         (or the last linear's `out_features`) to {dataset}"
+    )]
+    ClassCount {
+        /// Run name.
+        run: String,
+        /// The model's output size.
+        model: usize,
+        /// Classes in the dataset.
+        dataset: usize,
+    },
+    /// The images do not have the shape the model was built for.
+    #[error("run `{run}`: the model takes {model} images but the dataset's are {dataset}")]
+    InputShape {
+        /// Run name.
+        run: String,
+        /// The model's input `[C, H, W]`.
+        model: String,
+        /// The images' shape.
+        dataset: String,
+    },
 }
 
 /// A run whose loss became NaN or infinite, or whose epoch loss exceeded the `train.divergence` bound.
@@ -155,6 +179,8 @@ pub struct TrainJob<'a> {
     pub decl: &'a ModelDecl,
     /// Training-time augmentations, in order.
     pub augment: &'a [Augment],
+    /// Classes in the dataset; the model's output must have this size.
+    pub classes: usize,
     /// Training split.
     pub train: Arc<ImageSet>,
     /// Validation split.
@@ -289,6 +315,32 @@ fn to_tensors(batch: &Batch, device: &Device) -> candle_core::Result<(Tensor, Te
     Ok((x, y))
 }
 
+/// Refuses a job whose model does not fit its data: the images' shape and the class count.
+fn check_fit(job: &TrainJob) -> Result<(), TrainError> {
+    let run = job.label.name.clone();
+    let shape = job.train.shape;
+    if job.decl.input != shape.dims() {
+        return Err(TrainError::InputShape {
+            run,
+            model: crate::model::decl::fmt_shape(&job.decl.input),
+            dataset: shape.to_string(),
+        });
+    }
+    let model = job
+        .decl
+        .output_shape()
+        .map(|s| s.iter().product::<usize>())
+        .unwrap_or(job.classes);
+    if model != job.classes {
+        return Err(TrainError::ClassCount {
+            run,
+            model,
+            dataset: job.classes,
+        });
+    }
+    Ok(())
+}
+
 /// Train `job.run` to completion (or early stop, divergence, interrupt), resuming from `work_dir` if a
 /// previous process left a resumable state there.
 pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
@@ -298,6 +350,7 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
         run: run.name.clone(),
         source,
     };
+    check_fit(job)?;
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| TrainError::Io { path, source }
@@ -672,6 +725,81 @@ train:
         (run, train, val, stats)
     }
 
+    /// A 1×12×12 set of noise images with labels 0..9 in turn.
+    fn greyscale_set(n: usize) -> ImageSet {
+        let shape = crate::data::shape::InputShape::new(1, 12, 12);
+        let mut rng = crate::rng::Rng::new(5);
+        ImageSet {
+            shape,
+            pixels: (0..n * shape.values()).map(|_| rng.below(256) as u8).collect(),
+            labels: (0..n).map(|i| (i % 10) as u8).collect(),
+        }
+    }
+
+    #[test]
+    fn greyscale_images_of_another_size_train_and_a_model_that_does_not_fit_is_refused() {
+        let (run, ..) = job_parts();
+        let set = greyscale_set(40);
+        let train_set = Arc::new(set.select(&(0..30).collect::<Vec<_>>()));
+        let val = Arc::new(set.select(&(30..40).collect::<Vec<_>>()));
+        let decl = crate::model::builtins::simple_cnn_for(set.shape, 10, 0.0).unwrap();
+        let mut spec = run.train.clone();
+        spec.epochs = 2;
+        spec.early_stopping = None;
+        let augment: Vec<Augment> = serde_saphyr::from_str(
+            "- random_crop: {size: 12, padding: 2, padding_mode: reflect}\n\
+             - random_horizontal_flip: {}\n\
+             - random_rotation: {degrees: 10, interpolation: bilinear}\n\
+             - random_erasing: {p: 1}\n",
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let label = run.label();
+        let mut job = TrainJob {
+            label: &label,
+            spec: &spec,
+            decl: &decl,
+            augment: &augment,
+            classes: 10,
+            train: train_set,
+            val,
+            stats: NormStats {
+                mean: vec![0.5],
+                std: vec![0.25],
+            },
+            device: &Device::Cpu,
+            workers: 2,
+            work_dir: dir.path(),
+            model_file: &dir.path().join("selected-weights.safetensors"),
+            last_file: &dir.path().join("final-weights.safetensors"),
+            quiet: true,
+            interrupt: Arc::new(AtomicBool::new(false)),
+            tensorboard: None,
+        };
+        let outcome = train(&job).unwrap();
+        assert_eq!(outcome.history.epochs.len(), 2);
+        assert!(
+            outcome
+                .history
+                .epochs
+                .iter()
+                .all(|e| e.train_loss.is_finite() && e.val_loss.is_finite())
+        );
+
+        job.classes = 7;
+        let err = train(&job).unwrap_err().to_string();
+        assert!(err.contains("predicts 10 classes but the dataset has 7"), "{err}");
+        job.classes = 10;
+        let mnist =
+            crate::model::builtins::simple_cnn_for(crate::data::shape::InputShape::MNIST, 10, 0.0).unwrap();
+        job.decl = &mnist;
+        let err = train(&job).unwrap_err().to_string();
+        assert!(
+            err.contains("takes [1, 28, 28] images but the dataset's are 1×12×12"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn an_early_stop_that_was_checkpointed_stays_stopped_on_resume() {
         let (run, train_set, val, stats) = job_parts();
@@ -682,6 +810,7 @@ train:
             spec: &run.train,
             decl: &run.decl,
             augment: &run.data.augment,
+            classes: 10,
             train: train_set,
             val,
             stats,
@@ -731,6 +860,7 @@ train:
             spec: &run.train,
             decl: &run.decl,
             augment: &run.data.augment,
+            classes: 10,
             train: train_set,
             val,
             stats,
@@ -806,6 +936,7 @@ train:
             spec: &run.train,
             decl: &run.decl,
             augment: &run.data.augment,
+            classes: 10,
             train: train_set,
             val,
             stats,
@@ -848,6 +979,7 @@ train:
                 spec: &run.train,
                 decl: &run.decl,
                 augment: &run.data.augment,
+                classes: 10,
                 train: train_set.clone(),
                 val: val.clone(),
                 stats: stats.clone(),

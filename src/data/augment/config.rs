@@ -168,9 +168,31 @@ impl Padding {
     }
 }
 
-/// An RGB colour; written as one number for grey or `[r, g, b]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Fill(pub [u8; 3]);
+/// A fill colour as written: one level for every channel (`0`, `[0]`), or `[r, g, b]` for RGB images only
+/// (torchvision refuses three values for a greyscale image).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    /// The same level in every channel.
+    Grey(u8),
+    /// One level per channel of an RGB image.
+    Colour([u8; 3]),
+}
+
+impl Default for Fill {
+    fn default() -> Self {
+        Fill::Grey(0)
+    }
+}
+
+impl Fill {
+    /// The level of `channel`.
+    pub fn level(self, channel: usize) -> u8 {
+        match self {
+            Fill::Grey(g) => g,
+            Fill::Colour(rgb) => rgb[channel],
+        }
+    }
+}
 
 /// The angle range of `random_rotation`, as written.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -194,15 +216,17 @@ impl Degrees {
 /// What `random_erasing` writes into the rectangle (in normalized units, as torchvision erases after Normalize).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum EraseValue {
-    /// One value per channel (written as one number or `[r, g, b]`).
-    Constant([f32; 3]),
+    /// The same value in every channel (written as one number or `[v]`).
+    Constant(f32),
+    /// One value per channel of an RGB image (`[r, g, b]`).
+    PerChannel([f32; 3]),
     /// `random`: independent standard-normal values per element.
     Random,
 }
 
 impl Default for EraseValue {
     fn default() -> Self {
-        EraseValue::Constant([0.0; 3])
+        EraseValue::Constant(0.0)
     }
 }
 
@@ -217,14 +241,25 @@ impl Augment {
         }
     }
 
-    /// Checks the parameters as torchvision's constructors do (and that the output keeps the input's
-    /// `shape`); the message names the field, e.g. `random_crop.size: ...`.
+    /// Checks the parameters as torchvision's constructors and transforms do for images of `shape` (the
+    /// output must keep that shape; a per-channel colour needs RGB images); the message names the field,
+    /// e.g. `random_crop.size: ...`.
     pub fn validate(&self, shape: InputShape) -> Result<(), String> {
         match self {
-            Augment::RandomCrop(c) => c.validate(shape),
+            Augment::RandomCrop(c) => {
+                c.validate(shape)?;
+                check_colour("random_crop.fill", matches!(c.fill, Fill::Colour(_)), shape)
+            }
             Augment::RandomHorizontalFlip(f) => check_probability("random_horizontal_flip.p", f.p),
-            Augment::RandomRotation(r) => r.validate(),
-            Augment::RandomErasing(e) => e.validate(),
+            Augment::RandomRotation(r) => {
+                r.validate()?;
+                check_colour("random_rotation.fill", matches!(r.fill, Fill::Colour(_)), shape)
+            }
+            Augment::RandomErasing(e) => {
+                e.validate()?;
+                let per_channel = matches!(e.value, EraseValue::PerChannel(_));
+                check_colour("random_erasing.value", per_channel, shape)
+            }
         }
     }
 }
@@ -285,15 +320,35 @@ impl RandomErasing {
                 "random_erasing.ratio: expected [min, max] aspect ratios with 0 < min <= max, found [{r0}, {r1}]"
             ));
         }
-        if let EraseValue::Constant(v) = self.value
-            && v.iter().any(|x| !x.is_finite())
-        {
+        let values = match self.value {
+            EraseValue::Constant(v) => vec![v],
+            EraseValue::PerChannel(v) => v.to_vec(),
+            EraseValue::Random => Vec::new(),
+        };
+        if values.iter().any(|x| !x.is_finite()) {
             return Err(format!(
-                "random_erasing.value: expected finite numbers or \"random\", found {v:?}"
+                "random_erasing.value: expected finite numbers or \"random\", found {values:?}"
             ));
         }
         Ok(())
     }
+}
+
+/// Three per-channel values fit RGB images only; torchvision refuses them for other channel counts.
+fn check_colour(field: &str, per_channel: bool, shape: InputShape) -> Result<(), String> {
+    let c = shape.channels;
+    if !per_channel || c == 3 {
+        return Ok(());
+    }
+    let images = if c == 1 {
+        format!("greyscale ({shape})")
+    } else {
+        format!("{shape}")
+    };
+    Err(format!(
+        "{field}: three values [r, g, b] are for RGB images, but the images are {images}; give one number, \
+         used for every channel"
+    ))
 }
 
 fn check_probability(field: &str, p: f64) -> Result<(), String> {
@@ -415,10 +470,10 @@ impl<'de> Deserialize<'de> for Fill {
             u8::try_from(v).map_err(|_| de::Error::invalid_value(de::Unexpected::Signed(v), &EXPECTING))
         };
         match OneOrList::<i64>::deserialize(d, EXPECTING)? {
-            OneOrList::One(g) => Ok(Fill([level(g)?; 3])),
+            OneOrList::One(g) => Ok(Fill::Grey(level(g)?)),
             OneOrList::List(v) => match v[..] {
-                [g] => Ok(Fill([level(g)?; 3])),
-                [r, g, b] => Ok(Fill([level(r)?, level(g)?, level(b)?])),
+                [g] => Ok(Fill::Grey(level(g)?)),
+                [r, g, b] => Ok(Fill::Colour([level(r)?, level(g)?, level(b)?])),
                 _ => Err(de::Error::invalid_length(v.len(), &EXPECTING)),
             },
         }
@@ -427,11 +482,11 @@ impl<'de> Deserialize<'de> for Fill {
 
 impl Serialize for Fill {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let [r, g, b] = self.0;
-        if r == g && g == b {
-            s.serialize_u8(r)
-        } else {
-            self.0.serialize(s)
+        // An RGB colour of three equal levels is written as that level, so both spellings key the same.
+        match *self {
+            Fill::Grey(g) => s.serialize_u8(g),
+            Fill::Colour([r, g, b]) if r == g && g == b => s.serialize_u8(r),
+            Fill::Colour(rgb) => rgb.serialize(s),
         }
     }
 }
@@ -505,10 +560,10 @@ impl<'de> Deserialize<'de> for EraseValue {
         };
         match OneOrList::<ValueItem>::deserialize(d, EXPECTING)? {
             OneOrList::One(ValueItem::Random) => Ok(EraseValue::Random),
-            OneOrList::One(ValueItem::Number(v)) => Ok(EraseValue::Constant([v; 3])),
+            OneOrList::One(ValueItem::Number(v)) => Ok(EraseValue::Constant(v)),
             OneOrList::List(v) => match &v[..] {
-                [g] => Ok(EraseValue::Constant([number(g)?; 3])),
-                [r, g, b] => Ok(EraseValue::Constant([number(r)?, number(g)?, number(b)?])),
+                [g] => Ok(EraseValue::Constant(number(g)?)),
+                [r, g, b] => Ok(EraseValue::PerChannel([number(r)?, number(g)?, number(b)?])),
                 _ => Err(de::Error::invalid_length(v.len(), &EXPECTING)),
             },
         }
@@ -519,8 +574,9 @@ impl Serialize for EraseValue {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             EraseValue::Random => s.serialize_str("random"),
-            EraseValue::Constant([r, g, b]) if r == g && g == b => s.serialize_f32(*r),
-            EraseValue::Constant(v) => v.serialize(s),
+            EraseValue::Constant(v) => s.serialize_f32(*v),
+            EraseValue::PerChannel([r, g, b]) if r == g && g == b => s.serialize_f32(*r),
+            EraseValue::PerChannel(v) => v.serialize(s),
         }
     }
 }
@@ -547,14 +603,14 @@ mod tests {
                 Augment::RandomCrop(RandomCrop {
                     size: 32,
                     padding: Padding::uniform(4),
-                    fill: Fill([0; 3]),
+                    fill: Fill::Grey(0),
                     padding_mode: PaddingMode::Constant
                 }),
                 Augment::RandomHorizontalFlip(RandomHorizontalFlip { p: 0.5 }),
                 Augment::RandomRotation(RandomRotation {
                     degrees: Degrees::Symmetric(15.0),
                     interpolation: Interpolation::Nearest,
-                    fill: Fill([0; 3]),
+                    fill: Fill::Grey(0),
                     center: None
                 }),
                 Augment::RandomErasing(RandomErasing::default()),
@@ -590,7 +646,7 @@ mod tests {
         );
         assert_eq!(
             (c.fill, c.padding_mode),
-            (Fill([255, 128, 7]), PaddingMode::Reflect)
+            (Fill::Colour([255, 128, 7]), PaddingMode::Reflect)
         );
         let Augment::RandomCrop(c) = &augs[1] else {
             panic!()
@@ -604,14 +660,14 @@ mod tests {
                 bottom: 4
             }
         );
-        assert_eq!(c.fill, Fill([9; 3]));
+        assert_eq!(c.fill, Fill::Grey(9));
         let Augment::RandomRotation(r) = &augs[2] else {
             panic!()
         };
         assert_eq!(r.degrees.range(), (-5.0, 20.5));
         assert_eq!(
             (r.interpolation, r.fill, r.center),
-            (Interpolation::Bilinear, Fill([1, 2, 3]), Some([3.0, 4.5]))
+            (Interpolation::Bilinear, Fill::Colour([1, 2, 3]), Some([3.0, 4.5]))
         );
         let Augment::RandomErasing(e) = &augs[3] else {
             panic!()
@@ -620,7 +676,7 @@ mod tests {
         let Augment::RandomErasing(e) = &augs[4] else {
             panic!()
         };
-        assert_eq!(e.value, EraseValue::Constant([0.5, -1.0, 2.0]));
+        assert_eq!(e.value, EraseValue::PerChannel([0.5, -1.0, 2.0]));
     }
 
     #[test]
@@ -754,7 +810,7 @@ mod tests {
                     0.5,
                     ok.scale,
                     ok.ratio,
-                    EraseValue::Constant([0.0, f32::NAN, 0.0]),
+                    EraseValue::PerChannel([0.0, f32::NAN, 0.0]),
                 ),
                 "random_erasing.value",
             ),
@@ -778,6 +834,45 @@ mod tests {
             erasing(1.0, [0.0, 1.0], [1.0, 1.0], EraseValue::Random)
                 .validate(InputShape::CIFAR)
                 .is_ok()
+        );
+    }
+
+    #[test]
+    fn per_channel_colours_are_refused_for_greyscale_images() {
+        let augs = parse(
+            "- random_crop: {size: 28, fill: [1, 2, 3]}\n\
+             - random_rotation: {degrees: 5, fill: [0, 0, 0]}\n\
+             - random_erasing: {value: [1, 2, 3]}\n\
+             - random_crop: {size: 28, fill: [7], padding: 2}\n\
+             - random_rotation: {degrees: 5, fill: 9}\n\
+             - random_erasing: {value: random}\n\
+             - random_erasing: {value: [0.5]}\n\
+             - random_horizontal_flip: {}\n",
+        );
+        let rgb = InputShape::new(3, 28, 28);
+        let fields = ["random_crop.fill", "random_rotation.fill", "random_erasing.value"];
+        for (aug, field) in augs.iter().zip(fields) {
+            let err = aug.validate(InputShape::MNIST).unwrap_err();
+            assert!(
+                err.starts_with(&format!("{field}: three values [r, g, b] are for RGB images")),
+                "{err}"
+            );
+            assert!(
+                err.contains("the images are greyscale (1×28×28); give one number"),
+                "{err}"
+            );
+            assert_eq!(aug.validate(rgb), Ok(()));
+        }
+        for aug in &augs[3..] {
+            assert_eq!(aug.validate(InputShape::MNIST), Ok(()), "{aug:?}");
+            assert_eq!(aug.validate(rgb), Ok(()), "{aug:?}");
+        }
+        // Three equal levels key like one: the spelling does not change a stage key.
+        assert_eq!(serde_json::to_string(&Fill::Colour([5; 3])).unwrap(), "5");
+        assert_eq!(serde_json::to_string(&Fill::Grey(5)).unwrap(), "5");
+        assert_eq!(
+            serde_json::to_string(&EraseValue::PerChannel([0.5; 3])).unwrap(),
+            "0.5"
         );
     }
 }

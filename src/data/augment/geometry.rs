@@ -55,7 +55,7 @@ pub fn crop_with(
         let out_plane = &mut out[c * plane..(c + 1) * plane];
         for (out_row, &row) in out_plane.chunks_exact_mut(width).zip(&rows) {
             if row < 0 {
-                out_row.fill(fill.0[c]);
+                out_row.fill(fill.level(c));
                 continue;
             }
             let src_row = &src_plane[row as usize * width..(row as usize + 1) * width];
@@ -63,7 +63,11 @@ pub fn crop_with(
                 out_row.copy_from_slice(src_row);
             } else {
                 for (o, &col) in out_row.iter_mut().zip(&cols) {
-                    *o = if col < 0 { fill.0[c] } else { src_row[col as usize] };
+                    *o = if col < 0 {
+                        fill.level(c)
+                    } else {
+                        src_row[col as usize]
+                    };
                 }
             }
         }
@@ -147,7 +151,7 @@ pub fn rotate_with(
     let m = pil_rotation_matrix(angle, center);
     let plane = shape.plane();
     for c in 0..shape.channels {
-        out[c * plane..(c + 1) * plane].fill(fill.0[c]);
+        out[c * plane..(c + 1) * plane].fill(fill.level(c));
     }
     match interpolation {
         Interpolation::Nearest => affine_nearest(shape, src, &m, out),
@@ -446,7 +450,16 @@ mod tests {
             PaddingMode::Reflect,
             PaddingMode::Symmetric,
         ] {
-            crop_with(RGB, &src, 4, 4, Padding::uniform(4), Fill([9; 3]), mode, &mut out);
+            crop_with(
+                RGB,
+                &src,
+                4,
+                4,
+                Padding::uniform(4),
+                Fill::Grey(9),
+                mode,
+                &mut out,
+            );
             assert_eq!(out, src, "{mode:?}");
         }
     }

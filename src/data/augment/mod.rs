@@ -126,7 +126,8 @@ fn random_erase(e: &RandomErasing, shape: InputShape, rng: &mut Rng, img: &mut [
         let top = rng.below((img_h - h + 1) as u64) as usize;
         let left = rng.below((img_w - w + 1) as u64) as usize;
         match e.value {
-            EraseValue::Constant(v) => erase_with(shape, img, [top, left], [h, w], &v),
+            EraseValue::Constant(v) => erase_with(shape, img, [top, left], [h, w], &vec![v; shape.channels]),
+            EraseValue::PerChannel(v) => erase_with(shape, img, [top, left], [h, w], &v),
             EraseValue::Random => {
                 for c in 0..shape.channels {
                     for row in top..top + h {

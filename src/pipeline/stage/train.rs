@@ -144,6 +144,7 @@ pub(crate) fn build(
         spec: &run.train,
         decl: &run.decl,
         augment: &run.data.augment,
+        classes: data.info.class_names.len(),
         train: data.train.clone(),
         val: data.val.clone(),
         stats: data.info.stats.clone(),
