@@ -13,6 +13,25 @@ fn data(root: &str, extra: &str) -> String {
     format!("  dataset: cifar100\n  root: {root}\n  val_split: 4\n{extra}")
 }
 
+/// Serves `files` as the archive (in `mode`) and runs a CIFAR-100 pipeline whose `url` and `md5` name it.
+fn served_run(
+    files: &[(String, Vec<u8>)],
+    mode: Mode,
+) -> (TestServer, tempfile::TempDir, std::process::Output) {
+    let archive = tar_gz(files);
+    let md5 = format!("{:x}", md5::compute(&archive));
+    let server = TestServer::start(vec![(ARCHIVE, archive)], mode);
+    let tmp = tempfile::tempdir().unwrap();
+    let extra = format!("  url: {}\n  md5: {md5}\n", server.url(ARCHIVE));
+    fs::write(
+        tmp.path().join("p.yaml"),
+        pipeline("dl", &data("c100", &extra), 100),
+    )
+    .unwrap();
+    let out = labpipe(tmp.path(), &["run", "p.yaml"]);
+    (server, tmp, out)
+}
+
 fn dataset_json(out: &std::path::Path) -> serde_json::Value {
     read_json(&crate::util::cache::complete_dir(out, "dataset").join("dataset.json"))
 }
@@ -70,17 +89,7 @@ fn coarse_labels_have_twenty_classes_and_a_key_of_their_own() {
 
 #[test]
 fn the_archive_is_downloaded_from_a_mirror_checked_and_unpacked() {
-    let archive = tar_gz(&cifar100_files(30, 10));
-    let md5 = format!("{:x}", md5::compute(&archive));
-    let server = TestServer::start(vec![(ARCHIVE, archive)], Mode::DropFirst);
-    let tmp = tempfile::tempdir().unwrap();
-    let extra = format!("  url: {}\n  md5: {md5}\n", server.url(ARCHIVE));
-    fs::write(
-        tmp.path().join("p.yaml"),
-        pipeline("dl", &data("c100", &extra), 100),
-    )
-    .unwrap();
-    let out = labpipe(tmp.path(), &["run", "p.yaml"]);
+    let (server, tmp, out) = served_run(&cifar100_files(30, 10), Mode::DropFirst);
     assert!(out.status.success(), "{}", stderr(&out));
     let dir = tmp.path().join("c100/cifar-100-binary");
     for f in [
@@ -107,17 +116,7 @@ fn a_cifar10_archive_given_as_cifar100_is_named() {
         "cifar-10-batches-bin/data_batch_1.bin".to_string(),
         vec![0u8; 3073],
     )];
-    let archive = tar_gz(&files);
-    let md5 = format!("{:x}", md5::compute(&archive));
-    let server = TestServer::start(vec![(ARCHIVE, archive)], Mode::Full);
-    let tmp = tempfile::tempdir().unwrap();
-    let extra = format!("  url: {}\n  md5: {md5}\n", server.url(ARCHIVE));
-    fs::write(
-        tmp.path().join("p.yaml"),
-        pipeline("dl", &data("c100", &extra), 100),
-    )
-    .unwrap();
-    let out = labpipe(tmp.path(), &["run", "p.yaml"]);
+    let (_server, tmp, out) = served_run(&files, Mode::Full);
     let err = stderr(&out);
     assert!(!out.status.success());
     assert!(

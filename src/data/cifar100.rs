@@ -112,7 +112,8 @@ pub fn read(root: &Path, labels: Cifar100Labels) -> Result<Dataset, DataError> {
 
 /// Records in a CIFAR-100 file of `size` bytes, or `None` when it is not a whole number of them.
 pub fn records_in(size: u64) -> Option<usize> {
-    size.is_multiple_of(RECORD_BYTES as u64).then_some((size / RECORD_BYTES as u64) as usize)
+    size.is_multiple_of(RECORD_BYTES as u64)
+        .then_some((size / RECORD_BYTES as u64) as usize)
 }
 
 fn read_file(root: &Path, path: &Path) -> Result<Vec<u8>, DataError> {

@@ -330,10 +330,7 @@ pub fn decode_all(
 
 /// The training and test items: from `test/`, or `test_count` held out of the training folder with a fixed
 /// seed (so that runs with different `train.seed`s are tested on the same images).
-pub fn split_items(
-    listing: &Listing,
-    test_count: Option<usize>,
-) -> Result<(Items, Items), DataError> {
+pub fn split_items(listing: &Listing, test_count: Option<usize>) -> Result<(Items, Items), DataError> {
     if let Some(test) = &listing.test {
         return Ok((listing.train.items.clone(), test.items.clone()));
     }
