@@ -144,10 +144,9 @@ pub fn write_png(path: &Path, rng: &mut Rng, label: usize, classes: usize, w: u3
     let (hu, wu) = (h as usize, w as usize);
     if rgb {
         let planes: Vec<Vec<u8>> = (0..3).map(|_| plane(rng, label, classes, hu, wu)).collect();
-        let mut raw = Vec::with_capacity(3 * hu * wu);
-        for i in 0..hu * wu {
-            raw.extend([planes[0][i], planes[1][i], planes[2][i]]);
-        }
+        let raw: Vec<u8> = (0..hu * wu)
+            .flat_map(|i| [planes[0][i], planes[1][i], planes[2][i]])
+            .collect();
         image::RgbImage::from_raw(w, h, raw).unwrap().save(path).unwrap();
     } else {
         let raw = plane(rng, label, classes, hu, wu);
