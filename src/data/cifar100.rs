@@ -17,7 +17,7 @@ use super::{Dataset, ImageSet};
 const IMAGE_BYTES: usize = InputShape::CIFAR.values();
 
 /// Directory inside the dataset root that holds the files (as the official archive unpacks).
-pub const DATA_DIR: &str = "cifar-100-binary";
+pub const DATA_DIR: &str = super::cifar10_layout::CIFAR100_DIR;
 /// The training file (50 000 records in the official archive).
 pub const TRAIN_FILE: &str = "train.bin";
 /// The test file (10 000 records in the official archive).

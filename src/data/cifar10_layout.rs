@@ -9,6 +9,9 @@ pub const IMAGE_BYTES: usize = InputShape::CIFAR.values();
 
 /// Directory inside the dataset root that holds the batch files (as the official archive unpacks).
 pub const DATA_DIR: &str = "cifar-10-batches-bin";
+/// The directory CIFAR-100's binary archive unpacks to: named here so that CIFAR-10's download can recognise
+/// it (and tell the user) without importing the CIFAR-100 reader.
+pub const CIFAR100_DIR: &str = "cifar-100-binary";
 /// Training batch files, read in this order.
 pub const TRAIN_FILES: [&str; 5] = [
     "data_batch_1.bin",

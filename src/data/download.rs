@@ -99,7 +99,7 @@ impl ArchiveLayout {
             required: required_files(),
             optional: vec![OPTIONAL_FILE],
             sibling: Some((
-                crate::data::cifar100::DATA_DIR,
+                crate::data::cifar10_layout::CIFAR100_DIR,
                 "the CIFAR-100 binary dataset",
                 "write `dataset: cifar100` to train on it",
             )),
