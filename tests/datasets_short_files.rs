@@ -49,7 +49,7 @@ fn short_files_are_used_said_so_and_counted_in_dataset_json() {
     short_cifar10(&tmp.path().join("c10"));
     let data = "  dataset: cifar10\n  root: c10\n  val_split: 5\n";
     fs::write(tmp.path().join("p.yaml"), pipeline("short", data, 10)).unwrap();
-    let out = labpipe(tmp.path(), &["run", "-q", "p.yaml"]);
+    let out = labpipe(tmp.path(), &["run", "p.yaml"]);
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     assert!(

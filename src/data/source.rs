@@ -307,7 +307,7 @@ fn image_set(shape: InputShape, pixels: Vec<u8>, labels: Vec<u8>) -> ImageSet {
 }
 
 /// Load (and download if needed) the dataset a spec describes. Files whose record counts differ from the
-/// official ones are used as they are, with a warning on stderr.
+/// official ones are used as they are, with a warning on stderr when `progress` (not `-q`).
 pub fn load(spec: &DataSpec, progress: bool) -> Result<Dataset, DataError> {
     let root = root(spec);
     let full = match spec.dataset {
@@ -334,11 +334,12 @@ pub fn load(spec: &DataSpec, progress: bool) -> Result<Dataset, DataError> {
                 class_names: d.class_names,
             }
         }
-        DatasetKind::ImageFolder => load_folder(spec, &root)?,
+        DatasetKind::ImageFolder => load_folder(spec, &root, progress)?,
     };
     let records = file_records(spec);
     let odd = unofficial_counts(&records);
-    if !odd.is_empty() {
+    // `-q` keeps stderr quiet; the counts are in dataset.json and the report either way.
+    if progress && !odd.is_empty() {
         eprintln!(
             "warning: {} files are not the official ones, used as they are: {}",
             display_name(spec),
@@ -360,9 +361,9 @@ pub fn load(spec: &DataSpec, progress: bool) -> Result<Dataset, DataError> {
 }
 
 /// Decodes an image folder (see [`image_folder`]), saying on stderr what was skipped.
-fn load_folder(spec: &DataSpec, root: &Path) -> Result<Dataset, DataError> {
+fn load_folder(spec: &DataSpec, root: &Path, progress: bool) -> Result<Dataset, DataError> {
     let listing = image_folder::list(root)?;
-    if !listing.skipped.is_empty() {
+    if progress && !listing.skipped.is_empty() {
         eprintln!("note: {}: skipped {}", root.display(), listing.skipped.describe());
     }
     let n = listing.train.items.len();
