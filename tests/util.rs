@@ -3,6 +3,7 @@
 
 pub mod binary;
 pub mod cache;
+pub mod datasets;
 pub mod files;
 pub mod fixtures;
 pub mod http_server;

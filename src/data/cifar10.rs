@@ -38,8 +38,9 @@ pub fn read_cifar10(root: &Path) -> Result<Dataset, DataError> {
 fn read_dataset_file(root: &Path, path: &Path) -> Result<Vec<u8>, DataError> {
     fs::read(path).map_err(|e| match e.kind() {
         ErrorKind::NotFound => DataError::MissingFile {
+            dataset: "CIFAR-10",
             path: path.to_path_buf(),
-            root: root.to_path_buf(),
+            hint: super::cifar10_layout::manual_install_hint(root),
         },
         _ => DataError::io("read", path, e),
     })
@@ -57,6 +58,11 @@ fn read_batch(root: &Path, path: &Path, set: &mut ImageSet) -> Result<(), DataEr
         return Err(DataError::BadFileSize {
             path: path.to_path_buf(),
             size: bytes.len() as u64,
+            record: RECORD_BYTES,
+            real: "10 000 records = 30 730 000 bytes",
+            dataset: "CIFAR-10",
+            dir: DATA_DIR,
+            other: super::cifar10_layout::other_format_note(bytes.len()),
         });
     }
     let records = bytes.len() / RECORD_BYTES;
@@ -69,6 +75,9 @@ fn read_batch(root: &Path, path: &Path, set: &mut ImageSet) -> Result<(), DataEr
                 path: path.to_path_buf(),
                 index,
                 label,
+                classes: NUM_CLASSES,
+                dataset: "CIFAR-10",
+                note: " (CIFAR-100 files have two label bytes: for them write `dataset: cifar100`)",
             });
         }
         set.labels.push(label);
@@ -91,6 +100,7 @@ fn read_class_names(root: &Path, path: &Path) -> Result<Vec<String>, DataError> 
         return Err(DataError::BadClassNames {
             path: path.to_path_buf(),
             found: names.len(),
+            expected: NUM_CLASSES,
         });
     }
     Ok(names)
@@ -310,7 +320,7 @@ mod tests {
         fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
         let err = read_cifar10(dir.path()).unwrap_err();
         let size = 3 * RECORD_BYTES as u64 - 100;
-        assert!(matches!(&err, DataError::BadFileSize { path: p, size: s } if *p == path && *s == size));
+        assert!(matches!(&err, DataError::BadFileSize { path: p, size: s, .. } if *p == path && *s == size));
         let msg = err.to_string();
         assert!(msg.contains("data_batch_3.bin"), "{msg}");
         assert!(msg.contains(&format!("{size} bytes")), "{msg}");

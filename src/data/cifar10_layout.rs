@@ -9,6 +9,9 @@ pub const IMAGE_BYTES: usize = InputShape::CIFAR.values();
 
 /// Directory inside the dataset root that holds the batch files (as the official archive unpacks).
 pub const DATA_DIR: &str = "cifar-10-batches-bin";
+/// The directory CIFAR-100's binary archive unpacks to: named here so that CIFAR-10's download can recognise
+/// it (and tell the user) without importing the CIFAR-100 reader.
+pub const CIFAR100_DIR: &str = "cifar-100-binary";
 /// Training batch files, read in this order.
 pub const TRAIN_FILES: [&str; 5] = [
     "data_batch_1.bin",
@@ -52,4 +55,16 @@ pub fn manual_install_hint(root: &Path) -> String {
          download them (`data.url` can point at a mirror)",
         root.join(DATA_DIR).display()
     )
+}
+
+/// What a batch file of `size` bytes that is not whole CIFAR-10 records is instead, when it is whole
+/// CIFAR-100 records (starts with "; "), else nothing.
+pub fn other_format_note(size: usize) -> String {
+    if size.is_multiple_of(RECORD_BYTES + 1) {
+        "; its size is a whole number of 3074-byte CIFAR-100 records: for CIFAR-100 files write \
+         `dataset: cifar100`"
+            .to_string()
+    } else {
+        String::new()
+    }
 }

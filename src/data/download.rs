@@ -1,10 +1,11 @@
-//! Getting CIFAR-10 onto disk: a resumable HTTP download, MD5 and size checks, and a safe extraction.
+//! Getting datasets onto disk: a resumable HTTP download, MD5 and size checks, a mirror list, and a safe
+//! extraction of archives.
 //!
-//! The archive streams into `root/.download/<name>.part`. An interrupted transfer keeps the `.part` and the
+//! A file streams into `root/.download/<name>.part`. An interrupted transfer keeps the `.part` and the
 //! next attempt asks for the rest with an HTTP Range request; a server that ignores ranges gets a fresh
-//! start. The `.part` is only renamed to `<name>` once its size and MD5 match, and only the seven expected
-//! regular files are taken from the archive, into a staging directory inside `root` that is renamed into
-//! place, so a failed run never leaves something that looks like a dataset.
+//! start. The `.part` is only renamed into place once its size and MD5 match. From an archive only the
+//! expected regular files are taken, into a staging directory inside `root` that is renamed into place, so a
+//! failed run never leaves something that looks like a dataset.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
@@ -16,7 +17,7 @@ use flate2::read::GzDecoder;
 use indicatif::{ProgressBar, ProgressStyle};
 use tar::EntryType;
 
-use crate::data::cifar10::{DATA_DIR, cifar10_present, required_files};
+use crate::data::cifar10_layout::{DATA_DIR, manual_install_hint, required_files};
 use crate::data::error::DataError;
 
 /// Where the CIFAR-10 authors publish the binary version.
@@ -25,12 +26,14 @@ pub const CIFAR10_URL: &str = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.
 pub const CIFAR10_MD5: &str = "c32a1d4ab5d03f1284b67883e8d87530";
 /// Size of `cifar-10-binary.tar.gz` in bytes.
 pub const CIFAR10_BYTES: u64 = 170_052_171;
+/// Name of the official CIFAR-10 archive.
+pub const CIFAR10_ARCHIVE: &str = "cifar-10-binary.tar.gz";
 
 /// Directory under the dataset root that holds downloads in progress.
 pub const DOWNLOAD_DIR: &str = ".download";
-/// Extra file taken from the archive when present; the reader does not need it.
+/// Extra file taken from the CIFAR-10 archive when present; the reader does not need it.
 const OPTIONAL_FILE: &str = "readme.html";
-/// No file in the real archive exceeds 31 MB; anything far larger is not CIFAR-10 and is refused before
+/// No file in the real CIFAR archives exceeds 155 MB; anything far larger is not CIFAR and is refused before
 /// it can fill the disk.
 const MAX_ENTRY_BYTES: u64 = 256 << 20;
 /// Attempts per call; another attempt is only made when the previous one received data.
@@ -39,9 +42,9 @@ const MAX_ATTEMPTS: usize = 5;
 /// What to download and how to recognise it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DownloadSpec {
-    /// Where the `.tar.gz` is fetched from (`http://` or `https://`).
+    /// Where the file is fetched from (`http://` or `https://`).
     pub url: String,
-    /// Expected MD5 of the archive, hex.
+    /// Expected MD5 of the file, hex.
     pub md5: String,
     /// Expected size in bytes, when known.
     pub size: Option<u64>,
@@ -58,46 +61,102 @@ impl DownloadSpec {
     }
 }
 
+/// What a download is for, so that its errors say which file it should have been and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    /// The dataset's display name, shown on the progress bar.
+    pub dataset: &'static str,
+    /// The official name of the file.
+    pub file: String,
+    /// How to install the files by hand or point labpipe at a mirror.
+    pub hint: String,
+    /// Whether `data.md5` may name another file's checksum (archives; not the four IDX files).
+    pub md5_settable: bool,
+}
+
+/// Which files of an archive make the dataset, and what a look-alike archive is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveLayout {
+    /// The directory the archive unpacks to, under the dataset root.
+    pub dir: &'static str,
+    /// Files that must be in `dir`.
+    pub required: Vec<&'static str>,
+    /// Files taken when present.
+    pub optional: Vec<&'static str>,
+    /// The directory of the sibling dataset's archive, what that is, and what to write instead.
+    pub sibling: Option<(&'static str, &'static str, &'static str)>,
+    /// What the pipeline asked for, in words.
+    pub expected: &'static str,
+    /// The official archive's name.
+    pub archive: &'static str,
+}
+
+impl ArchiveLayout {
+    /// CIFAR-10's binary archive.
+    pub fn cifar10() -> ArchiveLayout {
+        ArchiveLayout {
+            dir: DATA_DIR,
+            required: required_files(),
+            optional: vec![OPTIONAL_FILE],
+            sibling: Some((
+                crate::data::cifar10_layout::CIFAR100_DIR,
+                "the CIFAR-100 binary dataset",
+                "write `dataset: cifar100` to train on it",
+            )),
+            expected: "CIFAR-10",
+            archive: CIFAR10_ARCHIVE,
+        }
+    }
+
+    /// True when every required file exists under `root` (their contents are checked on reading).
+    pub fn present(&self, root: &Path) -> bool {
+        let dir = root.join(self.dir);
+        self.required.iter().all(|f| dir.join(f).is_file())
+    }
+}
+
 /// Makes sure the CIFAR-10 files are under `root`, downloading and extracting them when they are not.
 ///
 /// `progress` shows what happens (a bar on a terminal, plain lines otherwise); without it nothing is printed.
 pub fn ensure_cifar10(root: &Path, spec: &DownloadSpec, progress: bool) -> Result<(), DataError> {
-    if cifar10_present(root) {
+    let wanted = Wanted {
+        dataset: "CIFAR-10",
+        file: CIFAR10_ARCHIVE.to_string(),
+        hint: manual_install_hint(root),
+        md5_settable: true,
+    };
+    ensure_archive(root, spec, &ArchiveLayout::cifar10(), &wanted, progress)
+}
+
+/// Makes sure `layout`'s files are under `root`, downloading `spec` and extracting it when they are not.
+pub fn ensure_archive(
+    root: &Path,
+    spec: &DownloadSpec,
+    layout: &ArchiveLayout,
+    wanted: &Wanted,
+    progress: bool,
+) -> Result<(), DataError> {
+    if layout.present(root) {
         return Ok(());
     }
     let download_dir = root.join(DOWNLOAD_DIR);
-    fs::create_dir_all(&download_dir).map_err(|e| DataError::io("create directory", &download_dir, e))?;
-    let name = archive_name(&spec.url);
-    let archive = download_dir.join(&name);
-    let part = download_dir.join(format!("{name}.part"));
-
+    let archive = download_dir.join(archive_name(&spec.url, &wanted.file));
     // A verified archive survives only when an earlier extraction failed on I/O; re-check it before use.
-    if archive.exists() && verify(&archive, spec).is_err() {
+    if archive.exists() && verify(&archive, spec, wanted).is_err() {
         remove_file_if_exists(&archive)?;
     }
     if !archive.exists() {
-        let fetched = download(root, spec, &part, progress).and_then(|()| {
-            if progress {
-                eprintln!("verifying {}", part.display());
-            }
-            verify(&part, spec)?;
-            fs::rename(&part, &archive).map_err(|e| DataError::io("rename into place", &archive, e))
-        });
-        if let Err(e) = fetched {
-            // Only an empty directory goes; one holding a .part kept for resuming stays.
-            let _ = fs::remove_dir(&download_dir);
-            return Err(e);
-        }
+        fetch_verified(root, spec, wanted, &archive, progress)?;
     }
 
     if progress {
         eprintln!(
             "extracting {} into {}",
             archive.display(),
-            root.join(DATA_DIR).display()
+            root.join(layout.dir).display()
         );
     }
-    match extract(&archive, root) {
+    match extract(&archive, root, layout) {
         Ok(()) => {}
         Err(e) => {
             // A bad archive would fail the same way again, so it goes; an I/O failure keeps it for next time.
@@ -114,8 +173,70 @@ pub fn ensure_cifar10(root: &Path, spec: &DownloadSpec, progress: bool) -> Resul
     Ok(())
 }
 
-/// The archive's file name: the URL's last path segment when it is a plain name, else the official name.
-fn archive_name(url: &str) -> String {
+/// Downloads `spec` into `root/.download/` (resuming a `.part` there), checks its size and MD5, and renames
+/// it to `dest`. Nothing is at `dest` unless the check passed.
+pub fn fetch_verified(
+    root: &Path,
+    spec: &DownloadSpec,
+    wanted: &Wanted,
+    dest: &Path,
+    progress: bool,
+) -> Result<(), DataError> {
+    let download_dir = root.join(DOWNLOAD_DIR);
+    fs::create_dir_all(&download_dir).map_err(|e| DataError::io("create directory", &download_dir, e))?;
+    let part = download_dir.join(format!("{}.part", archive_name(&spec.url, &wanted.file)));
+    let fetched = download(spec, wanted, &part, progress).and_then(|()| {
+        if progress {
+            eprintln!("verifying {}", part.display());
+        }
+        verify(&part, spec, wanted)?;
+        fs::rename(&part, dest).map_err(|e| DataError::io("rename into place", dest, e))
+    });
+    if fetched.is_err() || dest.parent() != Some(download_dir.as_path()) {
+        // Only an empty directory goes; one holding a .part kept for resuming stays.
+        let _ = fs::remove_dir(&download_dir);
+    }
+    fetched
+}
+
+/// Tries `mirrors` in order for one file: a mirror that cannot be reached or answers with an HTTP error is
+/// passed over; any other failure (a wrong file, a broken transfer kept for resuming) is reported at once.
+pub fn fetch_from_mirrors(
+    root: &Path,
+    mirrors: &[String],
+    md5: &str,
+    size: Option<u64>,
+    wanted: &Wanted,
+    dest: &Path,
+    progress: bool,
+) -> Result<(), DataError> {
+    let mut last = None;
+    for (i, base) in mirrors.iter().enumerate() {
+        let spec = DownloadSpec {
+            url: format!("{base}{}", wanted.file),
+            md5: md5.to_string(),
+            size,
+        };
+        match fetch_verified(root, &spec, wanted, dest, progress) {
+            Ok(()) => return Ok(()),
+            Err(e @ (DataError::Network { kept: 0, .. } | DataError::HttpStatus { .. })) => {
+                if progress && i + 1 < mirrors.len() {
+                    eprintln!("{}; trying the next mirror", brief(&e));
+                }
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| DataError::HttpStatus {
+        url: String::new(),
+        hint: wanted.hint.clone(),
+        status: 0,
+    }))
+}
+
+/// The download's file name: the URL's last path segment when it is a plain name, else the official name.
+fn archive_name(url: &str, official: &str) -> String {
     let path = url.split(['?', '#']).next().unwrap_or("");
     let last = path.rsplit('/').next().unwrap_or("");
     let plain = !last.is_empty()
@@ -126,7 +247,7 @@ fn archive_name(url: &str) -> String {
     if plain {
         last.to_string()
     } else {
-        "cifar-10-binary.tar.gz".to_string()
+        official.to_string()
     }
 }
 
@@ -144,7 +265,7 @@ struct Failed {
 }
 
 /// Downloads `spec.url` into `part`, resuming what is there, retrying while attempts make progress.
-fn download(root: &Path, spec: &DownloadSpec, part: &Path, progress: bool) -> Result<(), DataError> {
+fn download(spec: &DownloadSpec, wanted: &Wanted, part: &Path, progress: bool) -> Result<(), DataError> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         // 206 and 416 are part of the resume protocol, so every status is handled here.
         .http_status_as_error(false)
@@ -154,10 +275,10 @@ fn download(root: &Path, spec: &DownloadSpec, part: &Path, progress: bool) -> Re
         .user_agent(concat!("labpipe/", env!("CARGO_PKG_VERSION")))
         .build()
         .into();
-    let mut meter = Meter::new(progress, spec.size);
+    let mut meter = Meter::new(progress, spec.size, wanted.dataset);
     let mut attempt = 1;
     loop {
-        match fetch_once(&agent, root, spec, part, &mut meter) {
+        match fetch_once(&agent, spec, wanted, part, &mut meter) {
             Ok(()) => {
                 meter.finish();
                 return Ok(());
@@ -188,10 +309,12 @@ fn brief(error: &DataError) -> String {
 }
 
 /// One HTTP request: resume from the end of `part` when the server allows it, else start over.
+// One `Failed` per attempt, built only on the way out: its size does not matter.
+#[allow(clippy::result_large_err)]
 fn fetch_once(
     agent: &ureq::Agent,
-    root: &Path,
     spec: &DownloadSpec,
+    wanted: &Wanted,
     part: &Path,
     meter: &mut Meter,
 ) -> Result<(), Failed> {
@@ -203,7 +326,7 @@ fn fetch_once(
     }
     let network = |kept: u64, source: Box<dyn std::error::Error + Send + Sync>| DataError::Network {
         url: url.to_string(),
-        root: root.to_path_buf(),
+        hint: wanted.hint.clone(),
         part: part.to_path_buf(),
         kept,
         source,
@@ -248,7 +371,7 @@ fn fetch_once(
         _ => {
             let error = DataError::HttpStatus {
                 url: url.to_string(),
-                root: root.to_path_buf(),
+                hint: wanted.hint.clone(),
                 status,
             };
             return Err(fail(error, false));
@@ -271,6 +394,11 @@ fn fetch_once(
         remove_file_if_exists(part).map_err(|e| fail(e, false))?;
         let error = DataError::WrongFile {
             url: url.to_string(),
+            file: wanted.file.clone(),
+            md5_note: md5_note(
+                wanted,
+                ", or, if this mirror's file differs on purpose, give its checksum as `data.md5`",
+            ),
             expected,
             announced,
         };
@@ -313,7 +441,7 @@ fn fetch_once(
         Some(expected) if got < expected => Err(fail(
             DataError::Incomplete {
                 url: url.to_string(),
-                root: root.to_path_buf(),
+                hint: wanted.hint.clone(),
                 part: part.to_path_buf(),
                 got,
                 expected,
@@ -336,7 +464,7 @@ fn content_range_start(value: &str) -> Option<u64> {
 }
 
 /// Checks `file` against the expected size and MD5; a file that fails is deleted.
-fn verify(file: &Path, spec: &DownloadSpec) -> Result<(), DataError> {
+fn verify(file: &Path, spec: &DownloadSpec, wanted: &Wanted) -> Result<(), DataError> {
     let actual_size = fs::metadata(file)
         .map_err(|e| DataError::io("read", file, e))?
         .len();
@@ -346,6 +474,7 @@ fn verify(file: &Path, spec: &DownloadSpec) -> Result<(), DataError> {
         remove_file_if_exists(file)?;
         return Err(DataError::SizeMismatch {
             url: spec.url.clone(),
+            file: wanted.file.clone(),
             expected,
             actual: actual_size,
         });
@@ -356,11 +485,21 @@ fn verify(file: &Path, spec: &DownloadSpec) -> Result<(), DataError> {
         remove_file_if_exists(file)?;
         return Err(DataError::ChecksumMismatch {
             url: spec.url.clone(),
+            file: wanted.file.clone(),
+            md5_note: md5_note(
+                wanted,
+                " (and `data.md5` at its checksum if it is a different file on purpose)",
+            ),
             expected,
             actual,
         });
     }
     Ok(())
+}
+
+/// `note` when the pipeline may give another file's MD5, else nothing.
+fn md5_note(wanted: &Wanted, note: &'static str) -> &'static str {
+    if wanted.md5_settable { note } else { "" }
 }
 
 /// Lower-case hex MD5 of a file's contents.
@@ -379,33 +518,37 @@ fn md5_hex(path: &Path) -> Result<String, DataError> {
 }
 
 /// Unpacks the dataset files from `archive` into a staging directory in `root`, then moves them into place.
-fn extract(archive: &Path, root: &Path) -> Result<(), DataError> {
+fn extract(archive: &Path, root: &Path, layout: &ArchiveLayout) -> Result<(), DataError> {
     let staging = root.join(format!(".extract-{}", std::process::id()));
     if staging.exists() {
         fs::remove_dir_all(&staging).map_err(|e| DataError::io("delete", &staging, e))?;
     }
-    let staged = staging.join(DATA_DIR);
+    let staged = staging.join(layout.dir);
     fs::create_dir_all(&staged).map_err(|e| DataError::io("create directory", &staged, e))?;
-    let result = unpack_expected(archive, &staged).and_then(|names| move_into_place(&staged, root, &names));
+    let result = unpack_expected(archive, &staged, layout)
+        .and_then(|names| move_into_place(&staged, &root.join(layout.dir), &names));
     let _ = fs::remove_dir_all(&staging);
     result
 }
 
 /// Writes the expected regular files of `archive` into `dest`; refuses entries that could escape it.
-fn unpack_expected(archive: &Path, dest: &Path) -> Result<Vec<String>, DataError> {
+fn unpack_expected(archive: &Path, dest: &Path, layout: &ArchiveLayout) -> Result<Vec<String>, DataError> {
     let bad_archive = |source| DataError::BadArchive {
         archive: archive.to_path_buf(),
         source,
     };
+    let official = layout.archive;
     let file = File::open(archive).map_err(|e| DataError::io("open", archive, e))?;
     let mut tar = tar::Archive::new(GzDecoder::new(BufReader::new(file)));
-    let wanted: BTreeSet<&str> = required_files().into_iter().chain([OPTIONAL_FILE]).collect();
+    let names: BTreeSet<&str> = layout.required.iter().chain(&layout.optional).copied().collect();
     let mut found = BTreeSet::new();
+    let mut sibling_seen = false;
     for entry in tar.entries().map_err(bad_archive)? {
         let mut entry = entry.map_err(bad_archive)?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let refuse = |reason| DataError::UnsafeArchiveEntry {
             archive: archive.to_path_buf(),
+            file: official,
             entry: raw.clone(),
             reason,
         };
@@ -425,12 +568,16 @@ fn unpack_expected(archive: &Path, dest: &Path) -> Result<Vec<String>, DataError
         }
         let mut parts = path.iter().map(|p| p.to_str().unwrap_or(""));
         let name = match (parts.next(), parts.next(), parts.next()) {
-            (Some(DATA_DIR), Some(name), None) if wanted.contains(name) => name.to_string(),
+            (Some(dir), Some(name), None) if dir == layout.dir && names.contains(name) => name.to_string(),
+            (Some(dir), _, _) if layout.sibling.is_some_and(|(s, _, _)| s == dir) => {
+                sibling_seen = true;
+                continue;
+            }
             // Anything else a genuine archive might carry is simply not taken.
             _ => continue,
         };
         if entry.size() > MAX_ENTRY_BYTES {
-            return Err(refuse("larger than any CIFAR-10 file"));
+            return Err(refuse("larger than any CIFAR file"));
         }
         if !found.insert(name.clone()) {
             return Err(refuse("appears twice"));
@@ -448,14 +595,24 @@ fn unpack_expected(archive: &Path, dest: &Path) -> Result<Vec<String>, DataError
         }
         out.sync_all().map_err(|e| DataError::io("sync", &out_path, e))?;
     }
-    let missing: Vec<String> = required_files()
-        .into_iter()
-        .filter(|f| !found.contains(*f))
-        .map(|f| format!("{DATA_DIR}/{f}"))
+    let missing: Vec<String> = layout
+        .required
+        .iter()
+        .filter(|f| !found.contains(**f))
+        .map(|f| format!("{}/{f}", layout.dir))
         .collect();
     if !missing.is_empty() {
+        if let (true, Some((_, what, advice))) = (found.is_empty() && sibling_seen, layout.sibling) {
+            return Err(DataError::OtherDataset {
+                path: archive.to_path_buf(),
+                found: what,
+                expected: layout.expected,
+                advice,
+            });
+        }
         return Err(DataError::ArchiveIncomplete {
             archive: archive.to_path_buf(),
+            file: official,
             missing,
         });
     }
@@ -476,11 +633,10 @@ fn relative_path(raw: &str) -> Result<PathBuf, &'static str> {
     Ok(out)
 }
 
-/// Renames the staged files into `root/cifar-10-batches-bin/`, the whole directory at once when it is new.
-fn move_into_place(staged: &Path, root: &Path, names: &[String]) -> Result<(), DataError> {
-    let target = root.join(DATA_DIR);
+/// Renames the staged files into `target`, the whole directory at once when it is new.
+fn move_into_place(staged: &Path, target: &Path, names: &[String]) -> Result<(), DataError> {
     if !target.exists() {
-        return fs::rename(staged, &target).map_err(|e| DataError::io("rename into place", &target, e));
+        return fs::rename(staged, target).map_err(|e| DataError::io("rename into place", target, e));
     }
     // A partial directory from an earlier attempt or a hand install: replace file by file. The order does
     // not matter: the dataset only counts as present once every file is there.
@@ -497,10 +653,11 @@ struct Meter {
     total: Option<u64>,
     last_step: u64,
     quiet: bool,
+    label: &'static str,
 }
 
 impl Meter {
-    fn new(progress: bool, total: Option<u64>) -> Meter {
+    fn new(progress: bool, total: Option<u64>, label: &'static str) -> Meter {
         let bar = progress.then(|| {
             let bar = ProgressBar::new(total.unwrap_or(0));
             if let Ok(style) = ProgressStyle::with_template(
@@ -515,6 +672,7 @@ impl Meter {
             total,
             last_step: 0,
             quiet: !progress,
+            label,
         }
     }
 
@@ -527,7 +685,7 @@ impl Meter {
         };
         self.line(&format!("downloading {url} to {}{resumed}", part.display()));
         if let Some(bar) = &self.bar {
-            bar.set_message("CIFAR-10");
+            bar.set_message(self.label);
             if let Some(total) = self.total {
                 bar.set_length(total);
             }
@@ -593,14 +751,12 @@ mod tests {
 
     #[test]
     fn archive_name_comes_from_the_url_when_plain() {
-        assert_eq!(archive_name(CIFAR10_URL), "cifar-10-binary.tar.gz");
-        assert_eq!(archive_name("http://m.example/x/c10.tgz?sig=a/b#frag"), "c10.tgz");
-        assert_eq!(
-            archive_name("http://m.example/download/"),
-            "cifar-10-binary.tar.gz"
-        );
-        assert_eq!(archive_name("http://m.example/..%2f"), "cifar-10-binary.tar.gz");
-        assert_eq!(archive_name("http://m.example/.."), "cifar-10-binary.tar.gz");
+        let name = |url| archive_name(url, CIFAR10_ARCHIVE);
+        assert_eq!(name(CIFAR10_URL), "cifar-10-binary.tar.gz");
+        assert_eq!(name("http://m.example/x/c10.tgz?sig=a/b#frag"), "c10.tgz");
+        assert_eq!(name("http://m.example/download/"), "cifar-10-binary.tar.gz");
+        assert_eq!(name("http://m.example/..%2f"), "cifar-10-binary.tar.gz");
+        assert_eq!(name("http://m.example/.."), "cifar-10-binary.tar.gz");
     }
 
     #[test]

@@ -3,11 +3,15 @@
 pub mod augment;
 pub mod batches;
 pub mod cifar10;
+pub mod cifar100;
 pub mod cifar10_layout;
 pub mod config;
 pub mod download;
 pub mod error;
+pub mod idx;
+pub mod image_folder;
 pub mod normalize;
+pub mod resize;
 pub mod shape;
 pub mod source;
 pub mod split;

@@ -1,6 +1,7 @@
 //! Pipeline files: parsing with locations, validation, experiment and matrix expansion, `-S` overrides, and the
 //! resolved, content-identified `RunSpec`s the executor works from (it never sees the raw file).
 
+mod data_checks;
 pub mod diagnostic;
 pub mod file;
 pub mod layers;
@@ -12,7 +13,7 @@ mod sweep;
 mod syntax;
 
 use crate::cache::canonical_json;
-use crate::data::config::{DataSpec, DatasetKind, Normalize};
+use crate::data::config::{DataSpec, Normalize};
 use crate::data::shape::InputShape;
 use crate::data::source::{class_count, input_shape};
 use crate::model::builtins;
@@ -741,12 +742,8 @@ fn validate(
             "an MD5 checksum",
         );
     }
-    if d.dataset == DatasetKind::Synthetic && (d.root.is_some() || d.url.is_some() || d.md5.is_some()) {
-        bad(
-            "data.root",
-            "`data.root`, `data.url` and `data.md5` apply to `dataset: cifar10` only".into(),
-            "remove it, or use `dataset: cifar10`",
-        );
+    for (path, msg, label) in data_checks::check(d) {
+        bad(path, msg, label);
     }
     if d.train_size == Some(0) || d.test_size == Some(0) {
         bad(

@@ -4,8 +4,11 @@
 use super::artifact::{ArtifactError, StageFailure, read_json, write_json};
 use crate::cache::StageDir;
 use crate::cache::key::{Seg, SpecDiff};
-use crate::data::config::Normalize;
+use crate::data::config::{DatasetKind, Normalize};
+use crate::data::image_folder::Skipped;
 use crate::data::normalize::{NormStats, stats_for};
+use crate::data::shape::InputShape;
+use crate::data::source::FileRecords;
 use crate::data::split::{Split, split};
 use crate::data::{Dataset, source};
 use crate::spec::RunSpec;
@@ -27,6 +30,12 @@ pub const SOURCES: &[&str] = &["src/data/", "src/rng.rs", "src/pipeline/stage/da
 pub struct DatasetInfo {
     /// Where the images came from.
     pub source: String,
+    /// The dataset's display name ("MNIST", "CIFAR-100 (fine)", "image folder <root>").
+    #[serde(default)]
+    pub name: String,
+    /// The shape of one image.
+    #[serde(default = "cifar_shape")]
+    pub shape: InputShape,
     /// Class names.
     pub class_names: Vec<String>,
     /// Training images (after the validation split).
@@ -39,6 +48,18 @@ pub struct DatasetInfo {
     pub normalize: Normalize,
     /// The statistics used.
     pub stats: NormStats,
+    /// The dataset's files and their image counts beside the official ones (empty for synthetic data and
+    /// image folders).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileRecords>,
+    /// Image folders: the files passed over (hidden, not images, beside the class folders).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<Skipped>,
+}
+
+/// Stages written before the shape was recorded held CIFAR-shaped images.
+fn cifar_shape() -> InputShape {
+    InputShape::CIFAR
 }
 
 /// A complete dataset stage, read back.
@@ -63,7 +84,7 @@ impl DatasetArtifacts {
 /// What the dataset stage's key hashes.
 pub(crate) fn key_input(run: &RunSpec, fingerprint: &str) -> Value {
     let d = &run.data;
-    json!({
+    let mut key = json!({
         "dataset": d.dataset,
         "source": fingerprint,
         "train_size": d.train_size,
@@ -71,7 +92,22 @@ pub(crate) fn key_input(run: &RunSpec, fingerprint: &str) -> Value {
         "val_split": d.val_split,
         "normalize": d.normalize,
         "seed": run.train.seed,
-    })
+    });
+    // Fields that only some datasets read join the key only for them, so the keys of other datasets (and
+    // users' caches of them) stay as they were.
+    let extra = match d.dataset {
+        DatasetKind::Cifar100 => json!({ "labels": d.labels.unwrap_or_default() }),
+        DatasetKind::ImageFolder => json!({
+            "image_size": d.image_size,
+            "channels": d.channels.unwrap_or(3),
+            "test_split": d.test_split,
+        }),
+        _ => json!({}),
+    };
+    if let (Some(key), Value::Object(extra)) = (key.as_object_mut(), extra) {
+        key.extend(extra);
+    }
+    key
 }
 
 /// Where a dataset key field comes from in the pipeline file.
@@ -103,14 +139,19 @@ pub(crate) fn build(run: &RunSpec, data: &Dataset, dir: &Path) -> Result<(), Sta
     }
     let sp = split(train, val, run.train.seed);
     let stats = stats_for(&run.data.normalize, &data.train, &sp.train);
+    let files = source::file_records(&run.data);
     let info = DatasetInfo {
         source: source::describe(&run.data),
+        name: source::display_name(&run.data),
+        shape: data.train.shape,
         class_names: data.class_names.clone(),
         train_images: sp.train.len(),
         val_images: sp.val.len(),
         test_images: data.test.len(),
         normalize: run.data.normalize.clone(),
         stats,
+        files,
+        skipped: source::skipped(&run.data),
     };
     write_json(dir, INFO, &info)?;
     write_json(dir, SPLIT, &sp)
