@@ -80,7 +80,7 @@ fn both_templates_show_the_confusion_matrix_and_call_out_chance() {
     for (template, numbered) in [(GENERIC, true), (LAB2, false)] {
         let md = report(dir, template, "rep");
         assert!(
-            md.contains("on synthetic (embedded, generated)"),
+            md.contains("%** on synthetic (") && md.contains("200 test images"),
             "{template}: the dataset is not named:\n{md}"
         );
         let figure = md
