@@ -270,25 +270,13 @@ fn local(req: &RunRequest, args: &LaunchArgs, set: &DeviceSet) -> Result<i32, Ex
             results::print_table(&rows, req.quiet);
         }
     }
-    if ends.iter().any(|e| e.end.is_interrupted()) {
-        eprintln!(
-            "interrupted: completed stages are kept; `labpipe run` again continues from the last epoch"
-        );
-        return Ok(130);
-    }
+    let interrupted = ends.iter().any(|e| e.end.is_interrupted());
     let failed: Vec<String> = ends
         .iter()
         .filter(|e| !e.end.is_success())
         .map(|e| format!("{}: {}", jobs.label(&e.task), e.end))
         .collect();
-    if !failed.is_empty() {
-        eprintln!("\n{} run(s) did not complete:", failed.len());
-        for f in &failed {
-            eprintln!("  - {f}");
-        }
-        return Ok(1);
-    }
-    Ok(0)
+    Ok(super::run::exit_code(interrupted, &failed))
 }
 
 /// The `slurm:` section of the pipelines (they must agree), then the flags over it.

@@ -49,18 +49,24 @@ pub fn run_here(
     if !rows.is_empty() {
         results::print_table(&rows, opts.quiet);
     }
+    Ok(exit_code(interrupted, &failed))
+}
+
+/// The exit code of a `run` call, saying on stderr why it is not 0: 130 when interrupted (what was built is
+/// kept), 1 when some runs did not complete (each listed).
+pub fn exit_code(interrupted: bool, failed: &[String]) -> i32 {
     if interrupted {
         eprintln!(
             "interrupted: completed stages are kept; `labpipe run` again continues from the last epoch"
         );
-        return Ok(130);
+        return 130;
     }
     if !failed.is_empty() {
         eprintln!("\n{} run(s) did not complete:", failed.len());
-        for f in &failed {
+        for f in failed {
             eprintln!("  - {f}");
         }
-        return Ok(1);
+        return 1;
     }
-    Ok(0)
+    0
 }
