@@ -216,7 +216,7 @@ fn data_section(kind: DatasetKind) -> String {
         "data:\n  # {about}\n  {choice}\n  \
          # Validation images taken from the training set: a count, or a fraction below 1.\n  \
          val_split: {val_split}\n  \
-         # none, first_image, train_mean_std or {{mean: [r, g, b], std: [r, g, b]}}.\n  \
+         # none, first_image, train_mean_std or {{mean: [...], std: [...]}} with one value per channel.\n  \
          normalize: train_mean_std\n"
     );
     if augment {
