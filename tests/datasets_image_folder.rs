@@ -171,3 +171,64 @@ fn two_channels_is_a_located_error() {
     );
     assert!(err.contains("expected 1 (greyscale"), "{err}");
 }
+
+/// Every file of every complete entry of `stage`, as bytes, for comparing two out directories.
+fn entry_files(out: &Path, stage: &str, file: &str) -> Vec<Vec<u8>> {
+    crate::util::cache::stage_dirs(out, stage)
+        .into_iter()
+        .filter(|d| !d.starts_with(".partial-"))
+        .map(|d| fs::read(out.join("cache").join(stage).join(d).join(file)).unwrap())
+        .collect()
+}
+
+#[test]
+fn decoded_images_are_kept_by_the_dataset_stage_and_train_as_freshly_decoded_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_image_folder(&tmp.path().join("pics"), &["cat", "dog"], 6, 16, 16, true);
+    fs::write(tmp.path().join("p.yaml"), pipeline("pics", &data(""), 2)).unwrap();
+    // A: the dataset stage is built (and the folder decoded) by a first call; the second call's new run finds
+    // it cached and trains from the images it kept. B: the same run in one call, decoding the folder itself.
+    for args in [
+        &["run", "p.yaml", "--out", "a"][..],
+        &["run", "p.yaml", "--out", "a", "-S", "train.epochs=2"],
+        &["run", "p.yaml", "--out", "b", "-S", "train.epochs=2"],
+    ] {
+        let out = labpipe(tmp.path(), args);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let dataset_dir = crate::util::cache::complete_dir(&tmp.path().join("a"), "dataset");
+    let kept = fs::read(dataset_dir.join("images.bin")).unwrap();
+    let magic = b"labpipe-decoded-images-v1\n";
+    assert!(kept.starts_with(magic));
+    // Every image of the folder, 3×16×16 bytes and one label byte each, after the header line.
+    let info = read_json(&dataset_dir.join("dataset.json"));
+    let images: u64 = ["train_images", "val_images", "test_images"]
+        .iter()
+        .map(|k| info[*k].as_u64().unwrap())
+        .sum();
+    let header = kept[magic.len()..].iter().position(|&b| b == b'\n').unwrap() + 1;
+    assert_eq!(
+        (kept.len() - magic.len() - header) as u64,
+        images * (3 * 16 * 16 + 1)
+    );
+    // The kept test labels are the folder's: 4 cats and 4 dogs (rows of the confusion matrix).
+    for metrics in entry_files(&tmp.path().join("a"), "evaluate", "metrics.json") {
+        let m: serde_json::Value = serde_json::from_slice(&metrics).unwrap();
+        let rows: Vec<u64> = m["confusion"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).sum())
+            .collect();
+        assert_eq!(rows, vec![4, 4]);
+    }
+    let fresh = entry_files(&tmp.path().join("b"), "evaluate", "metrics.json");
+    let from_kept = entry_files(&tmp.path().join("a"), "evaluate", "metrics.json");
+    assert_eq!(fresh.len(), 1);
+    assert!(
+        from_kept.contains(&fresh[0]),
+        "the run trained from the kept images differs from the one that decoded them"
+    );
+    let weights = entry_files(&tmp.path().join("b"), "train", "model.safetensors");
+    assert!(entry_files(&tmp.path().join("a"), "train", "model.safetensors").contains(&weights[0]));
+}

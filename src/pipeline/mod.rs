@@ -378,8 +378,21 @@ impl<'a> Executor<'a> {
         let prepared = match cache.take() {
             Some(p) => p,
             None => {
-                let artifacts = self.upstream(Stage::Dataset, keys, DatasetArtifacts::read)?;
-                PreparedData::new(&*self.dataset(run)?, artifacts)
+                if let Some(data) = self.datasets.get(&source::source_id(&run.data)).cloned() {
+                    let artifacts = self.upstream(Stage::Dataset, keys, DatasetArtifacts::read)?;
+                    PreparedData::new(&data, artifacts)
+                } else {
+                    // An image folder decoded by an earlier process is read back, not decoded again.
+                    let (artifacts, decoded) = self.upstream(Stage::Dataset, keys, |dir| {
+                        let artifacts = DatasetArtifacts::read(dir)?;
+                        let decoded = stage::dataset::read_decoded(&dir.path, &artifacts.info.class_names)?;
+                        Ok((artifacts, decoded))
+                    })?;
+                    match decoded {
+                        Some(data) => PreparedData::new(&data, artifacts),
+                        None => PreparedData::new(&*self.dataset(run)?, artifacts),
+                    }
+                }
             }
         };
         Ok(cache.insert(prepared))

@@ -1,7 +1,9 @@
 //! The dataset stage: load the data, draw the validation split with the seed, compute the normalization
-//! statistics. Writes `dataset.json` (what was decided) and `split.json` (the indices).
+//! statistics. Writes `dataset.json` (what was decided), `split.json` (the indices) and `images.bin` (an image
+//! folder's decoded pixels, so later processes never decode it again; empty for datasets whose files are read
+//! as they are).
 
-use super::artifact::{ArtifactError, StageFailure, read_json, write_json};
+use super::artifact::{ArtifactError, StageFailure, existing, read_json, write_json};
 use crate::cache::StageDir;
 use crate::cache::key::{Seg, SpecDiff};
 use crate::data::config::{DatasetKind, Normalize};
@@ -10,7 +12,7 @@ use crate::data::normalize::{NormStats, stats_for};
 use crate::data::shape::InputShape;
 use crate::data::source::FileRecords;
 use crate::data::split::{Split, split};
-use crate::data::{Dataset, source};
+use crate::data::{Dataset, ImageSet, source};
 use crate::spec::RunSpec;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -20,8 +22,11 @@ use std::path::Path;
 pub const NAME: &str = "dataset";
 const INFO: &str = "dataset.json";
 const SPLIT: &str = "split.json";
+const DECODED: &str = "images.bin";
 /// The files a complete build holds.
-pub const FILES: &[&str] = &[INFO, SPLIT];
+pub const FILES: &[&str] = &[INFO, SPLIT, DECODED];
+/// First bytes of a non-empty `images.bin`: the format, then one JSON line of sizes, then the raw bytes.
+const DECODED_MAGIC: &[u8] = b"labpipe-decoded-images-v1\n";
 /// The code that decides what the stage writes (see `Stage::sources`).
 pub const SOURCES: &[&str] = &["src/data/", "src/rng.rs", "src/pipeline/stage/dataset.rs"];
 
@@ -154,5 +159,130 @@ pub(crate) fn build(run: &RunSpec, data: &Dataset, dir: &Path) -> Result<(), Sta
         skipped: source::skipped(&run.data),
     };
     write_json(dir, INFO, &info)?;
-    write_json(dir, SPLIT, &sp)
+    write_json(dir, SPLIT, &sp)?;
+    // Only an image folder is slow to read again: the other datasets' files are raw pixels.
+    let keep = run.data.dataset == DatasetKind::ImageFolder;
+    write_decoded(dir, keep.then_some(data))
+}
+
+/// Sizes heading a non-empty `images.bin`.
+#[derive(Debug, Serialize, Deserialize)]
+struct DecodedHeader {
+    shape: InputShape,
+    train: usize,
+    test: usize,
+}
+
+/// `images.bin`: the decoded train and test sets of `data`, or an empty file when there is nothing to keep.
+fn write_decoded(dir: &Path, data: Option<&Dataset>) -> Result<(), StageFailure> {
+    let path = dir.join(DECODED);
+    let mut bytes = Vec::new();
+    if let Some(data) = data {
+        let header = DecodedHeader {
+            shape: data.train.shape,
+            train: data.train.len(),
+            test: data.test.len(),
+        };
+        bytes.extend_from_slice(DECODED_MAGIC);
+        bytes.extend(serde_json::to_vec(&header).map_err(|e| StageFailure::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?);
+        bytes.push(b'\n');
+        for set in [&data.train, &data.test] {
+            bytes.extend_from_slice(&set.pixels);
+            bytes.extend_from_slice(&set.labels);
+        }
+    }
+    std::fs::write(&path, bytes).map_err(|source| StageFailure::Io { path, source })
+}
+
+/// The decoded images a complete dataset stage kept (`None` when its dataset is read from its own files).
+pub fn read_decoded(dir: &Path, class_names: &[String]) -> Result<Option<Dataset>, ArtifactError> {
+    let path = existing(dir, DECODED)?;
+    let damaged = |reason: String| ArtifactError::Damaged {
+        path: path.clone(),
+        reason,
+    };
+    let bytes = std::fs::read(&path).map_err(|e| damaged(e.to_string()))?;
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let rest = bytes
+        .strip_prefix(DECODED_MAGIC)
+        .ok_or_else(|| damaged("not a labpipe decoded-images file".into()))?;
+    let line_end = rest
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or_else(|| damaged("no header line".into()))?;
+    let header: DecodedHeader =
+        serde_json::from_slice(&rest[..line_end]).map_err(|e| damaged(format!("header: {e}")))?;
+    let mut body = &rest[line_end + 1..];
+    let per_image = header.shape.values();
+    let expected = (header.train + header.test) * (per_image + 1);
+    if body.len() != expected {
+        return Err(damaged(format!(
+            "{} bytes of images, expected {expected} for {} + {} images of {}",
+            body.len(),
+            header.train,
+            header.test,
+            header.shape
+        )));
+    }
+    let mut take = |n: usize| {
+        let (head, tail) = body.split_at(n);
+        body = tail;
+        head.to_vec()
+    };
+    let [train, test] = [header.train, header.test].map(|n| ImageSet {
+        shape: header.shape,
+        pixels: take(n * per_image),
+        labels: take(n),
+    });
+    Ok(Some(Dataset {
+        train,
+        test,
+        class_names: class_names.to_vec(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::synthetic;
+
+    #[test]
+    fn kept_images_read_back_as_they_were_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = synthetic::generate(7, 3);
+        write_decoded(dir.path(), Some(&data)).unwrap();
+        assert_eq!(
+            read_decoded(dir.path(), &data.class_names).unwrap(),
+            Some(data.clone())
+        );
+        write_decoded(dir.path(), None).unwrap();
+        assert_eq!(read_decoded(dir.path(), &data.class_names).unwrap(), None);
+    }
+
+    #[test]
+    fn a_cut_or_foreign_images_file_is_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = synthetic::generate(4, 2);
+        write_decoded(dir.path(), Some(&data)).unwrap();
+        let path = dir.path().join(DECODED);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+        let err = read_decoded(dir.path(), &data.class_names)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("expected 18438 for 4 + 2 images of 3×32×32"),
+            "{err}"
+        );
+        std::fs::write(&path, b"P6 not ours").unwrap();
+        let err = read_decoded(dir.path(), &data.class_names)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a labpipe decoded-images file"), "{err}");
+    }
 }
