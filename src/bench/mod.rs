@@ -8,6 +8,7 @@
 //! path is involved; [`data_wait`] adds it back for a pipeline.
 
 pub mod data_wait;
+pub mod op_count;
 pub mod system;
 pub mod throughput;
 
@@ -20,6 +21,7 @@ use crate::train::loss::{correct, cross_entropy};
 use crate::train::optim::{self, Optimizer, OptimizerConfig, OptimizerKind};
 use candle_core::{Device, Tensor};
 use data_wait::DataWait;
+use op_count::{OpsPerStep, StepPart};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -246,6 +248,10 @@ pub struct BenchReport {
     pub train: Throughput,
     /// Evaluation forwards (Mode::Eval, loss and accuracy read back).
     pub eval: Throughput,
+    /// Operations (kernel launches on a GPU) one steady-state training step dispatches.
+    pub ops_per_train_step: u64,
+    /// The same count split into the step's parts.
+    pub ops_per_train_step_parts: OpsPerStep,
     /// The loss of the last training step (finite when the step works).
     pub last_train_loss: f64,
     /// Thread pools.
@@ -277,6 +283,14 @@ fn random_batch(
     (pixels, labels)
 }
 
+/// The number of classes `decl` outputs (10 when its output shape cannot be worked out).
+fn class_count(decl: &ModelDecl) -> usize {
+    decl.output_shape()
+        .ok()
+        .and_then(|s| s.first().copied())
+        .unwrap_or(10)
+}
+
 /// The model's input shape for `n` images, `[n, C, H, W]`.
 fn input_dims(decl: &ModelDecl, n: usize) -> Vec<usize> {
     std::iter::once(n).chain(decl.input.iter().copied()).collect()
@@ -291,15 +305,35 @@ pub fn train_step(
     lr: f64,
     label_smoothing: f64,
 ) -> candle_core::Result<f32> {
+    train_step_marked(net, opt, pixels, labels, lr, label_smoothing, &mut |_| {})
+}
+
+/// [`train_step`], calling `done` as each part of the step finishes, so that one step can be split up
+/// (see [`op_count`]) without a second copy of the step that could drift from the trainer's.
+fn train_step_marked(
+    net: &Net,
+    opt: &mut dyn Optimizer,
+    pixels: &[f32],
+    labels: &[u32],
+    lr: f64,
+    label_smoothing: f64,
+    done: &mut dyn FnMut(StepPart),
+) -> candle_core::Result<f32> {
     let n = labels.len();
     let x = Tensor::from_slice(pixels, input_dims(net.decl(), n), net.device())?;
     let y = Tensor::from_slice(labels, n, net.device())?;
+    done(StepPart::Upload);
     let logits = net.forward(&x, Mode::Train)?;
+    done(StepPart::Forward);
     let loss = cross_entropy(&logits, &y, label_smoothing)?;
     let value = loss.to_scalar::<f32>()?;
+    done(StepPart::Loss);
     let grads = loss.backward()?;
+    done(StepPart::Backward);
     opt.step(&grads, lr)?;
+    done(StepPart::Optimizer);
     std::hint::black_box(correct(&logits, &y)?);
+    done(StepPart::Accuracy);
     Ok(value)
 }
 
@@ -362,29 +396,20 @@ pub fn run(target: &BenchTarget, opts: &BenchOptions) -> Result<BenchReport, Ben
     };
 
     let terr = tensor_err("training");
-    let classes = target
-        .decl
-        .output_shape()
-        .ok()
-        .and_then(|s| s.first().copied())
-        .unwrap_or(10);
+    let classes = class_count(&target.decl);
     let net = Net::new(&target.decl, &opts.device, target.seed).map_err(&terr)?;
     let params = target.decl.param_count().unwrap_or(0);
     let mut opt = optim::build(&target.optimizer, net.params()).map_err(&terr)?;
     let (pixels, labels) = random_batch(&target.decl, batch, classes, target.seed, "bench_train");
+    let (lr, smoothing) = (target.optimizer.lr, target.label_smoothing);
     let mut last_loss = f32::NAN;
     let train = timed(batch, opts.warmup, opts.steps, || {
-        last_loss = train_step(
-            &net,
-            opt.as_mut(),
-            &pixels,
-            &labels,
-            target.optimizer.lr,
-            target.label_smoothing,
-        )
-        .map_err(&terr)?;
+        last_loss = train_step(&net, opt.as_mut(), &pixels, &labels, lr, smoothing).map_err(&terr)?;
         Ok(())
     })?;
+    // After the warm-up and timed steps the optimizer state exists: this is a steady-state step.
+    let ops_per_train_step_parts =
+        op_count::count_train_step(&net, opt.as_mut(), &pixels, &labels, lr, smoothing).map_err(&terr)?;
     drop(pixels);
     let peak_rss_train_bytes = system::peak_rss_bytes();
 
@@ -420,6 +445,8 @@ pub fn run(target: &BenchTarget, opts: &BenchOptions) -> Result<BenchReport, Ben
         optimizer: format!("{} lr={}", target.optimizer.name.as_str(), target.optimizer.lr),
         train,
         eval,
+        ops_per_train_step: ops_per_train_step_parts.total,
+        ops_per_train_step_parts,
         last_train_loss: last_loss as f64,
         threads: Threads::current(),
         peak_rss_train_bytes,
@@ -467,6 +494,11 @@ pub fn render_text(r: &BenchReport) -> String {
     );
     s += &phase("train", &r.train);
     s += &phase("eval", &r.eval);
+    let o = &r.ops_per_train_step_parts;
+    s += &format!(
+        "ops per training step: {} (forward {}, loss {}, backward {}, optimizer {}, accuracy {})\n",
+        o.total, o.forward, o.loss, o.backward, o.optimizer, o.accuracy
+    );
     s += &format!(
         "threads: rayon {}, cores {}, candle elementwise {}\npeak RSS: {} after training, {} overall\n",
         r.threads.rayon,
@@ -578,6 +610,11 @@ mod tests {
             assert!(t["cpu_seconds_per_step"].as_f64().unwrap() >= 0.0);
             assert!(t.get("foreign_cpu_share").is_some());
         }
+        let ops = j["ops_per_train_step"].as_u64().unwrap();
+        assert!(ops > 0, "a training step dispatches operations");
+        assert_eq!(j["ops_per_train_step_parts"]["total"], ops);
+        let line = format!("ops per training step: {ops} (forward ");
+        assert!(render_text(&report).contains(&line));
         // Ten classes and a fresh network: the loss starts near ln 10.
         let loss = j["last_train_loss"].as_f64().unwrap();
         assert!(loss.is_finite() && loss > 0.5 && loss < 10.0, "{loss}");
