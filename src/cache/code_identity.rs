@@ -6,9 +6,10 @@
 
 use std::path::Path;
 
-/// The files whose hashes make up code identities: the sources, the lock file (every dependency's version)
-/// and the build script (it compiles the CUDA kernels).
-pub const HASHED_ROOTS: &[&str] = &["src", "Cargo.lock", "build.rs"];
+/// The files whose hashes make up code identities: the sources, the lock file (every dependency's version),
+/// the build script (it compiles the CUDA kernels) and the vendored, patched Candle (a path dependency, so
+/// Cargo.lock does not change when its code does; its backward pass decides the gradients).
+pub const HASHED_ROOTS: &[&str] = &["src", "Cargo.lock", "build.rs", "vendor/candle-core/src"];
 
 /// `(path relative to the crate root with `/` separators, blake3 hex of its bytes)` for every file under
 /// `root`'s [`HASHED_ROOTS`], sorted by path. Hidden files and editor backups (`.x.swp`, `x~`) are skipped:

@@ -28,6 +28,7 @@ pub const SOURCES: &[&str] = &[
     "src/data/",
     "src/device.rs",
     "src/cuda/",
+    "vendor/candle-core/src/",
     "build.rs",
     "src/pipeline/stage/inputs.rs",
     "src/pipeline/stage/evaluate.rs",

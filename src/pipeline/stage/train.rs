@@ -35,6 +35,7 @@ pub const SOURCES: &[&str] = &[
     "src/rng.rs",
     "src/device.rs",
     "src/cuda/",
+    "vendor/candle-core/src/",
     "build.rs",
     "src/pipeline/stage/inputs.rs",
     "src/pipeline/stage/train.rs",
