@@ -254,6 +254,11 @@ mod tests {
             "src/data/split.rs",
             &[Stage::Dataset, Stage::Train, Stage::Evaluate, Stage::Plot],
         );
+        // The vendored Candle computes the gradients and the forward pass: training and evaluation.
+        step(
+            "vendor/candle-core/src/backprop.rs",
+            &[Stage::Train, Stage::Evaluate, Stage::Plot],
+        );
         step("Cargo.lock", &Stage::ALL);
     }
 
