@@ -123,6 +123,17 @@ extern "C" __global__ void lp_bn_bwd_apply(const float *x, const float *g, const
   }
 }
 
+// The running statistics after a training batch (src/model/ops/running_stats.rs): running = [mean; var], 2·C
+// values; factors = keep (1 − momentum), take (momentum), unbias (count / (count − 1)), each product rounded
+// as the CPU op's affine steps (`+ 0.0f` included, and -fmad=false).
+extern "C" __global__ void lp_bn_running(const float *running, const float *mean, const float *var, float *out,
+                                         int c, float keep, float take, float unbias) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < c; i += gridDim.x * blockDim.x) {
+    out[i] = (running[i] * keep + 0.0f) + (mean[i] * take + 0.0f);
+    out[c + i] = (running[c + i] * keep + 0.0f) + ((var[i] * unbias + 0.0f) * take + 0.0f);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Max-pooling with a recorded argmax (src/model/ops/max_pool.rs). Padding acts as -inf; the first maximum in
 // row-major window order wins and a NaN wins, as in PyTorch's and the CPU op's scan.

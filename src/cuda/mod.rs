@@ -363,6 +363,28 @@ pub(crate) struct SgdArgs {
     pub first: bool,
 }
 
+/// A BatchNorm's running `[mean; var]` (`2·C` values) moved towards the batch's, into a new slice;
+/// `factors` = (keep, take, unbias) as `model::ops::running_stats` rounds them.
+pub(crate) fn bn_running_update(
+    dev: &CudaDevice,
+    running: &CudaView<f32>,
+    mean: &CudaView<f32>,
+    var: &CudaView<f32>,
+    c: usize,
+    factors: [f32; 3],
+) -> Result<CudaSlice<f32>> {
+    let f = kernel(dev, "lp_bn_running")?;
+    // SAFETY: every element is written by the kernel.
+    let out = unsafe { dev.alloc::<f32>(2 * c)? };
+    let ci = c as i32;
+    let mut b = f.builder();
+    b.arg(running).arg(mean).arg(var).arg(&out).arg(&ci);
+    b.arg(&factors[0]).arg(&factors[1]).arg(&factors[2]);
+    // SAFETY: the argument list matches lp_bn_running's signature.
+    unsafe { b.launch(elementwise(c)) }.w()?;
+    Ok(out)
+}
+
 /// One SGD update in place: `p` (and the momentum buffer `buf`) are overwritten.
 pub(crate) fn sgd_update(
     dev: &CudaDevice,

@@ -39,6 +39,8 @@ pub struct Net {
     device: Device,
     params: Vec<(String, Var)>,
     index: HashMap<String, usize>,
+    /// Each BatchNorm's running statistics by its state_dict path: `[2, C]`, row 0 the running mean, row 1
+    /// the running variance (one tensor, so one operation updates both).
     buffers: Mutex<HashMap<String, Tensor>>,
     batches_tracked: Mutex<HashMap<String, i64>>,
     dropout_rng: Mutex<Rng>,
@@ -74,18 +76,15 @@ impl Net {
                     let v = Var::from_tensor(&Tensor::from_vec(data, t.shape.as_slice(), device)?)?;
                     params.push((t.name.clone(), v));
                 }
+                // PyTorch starts from mean 0 and variance 1.
                 TensorRole::RunningMean => {
+                    let running = [vec![0f32; numel], vec![1f32; numel]].concat();
                     buffers.insert(
-                        t.name.clone(),
-                        Tensor::zeros(t.shape.as_slice(), DType::F32, device)?,
+                        owner_path(&t.name).to_string(),
+                        Tensor::from_vec(running, (2, numel), device)?,
                     );
                 }
-                TensorRole::RunningVar => {
-                    buffers.insert(
-                        t.name.clone(),
-                        Tensor::ones(t.shape.as_slice(), DType::F32, device)?,
-                    );
-                }
+                TensorRole::RunningVar => {}
                 TensorRole::NumBatchesTracked => {
                     tracked.insert(t.name.clone(), 0i64);
                 }
@@ -311,7 +310,6 @@ impl Net {
     fn batch_norm(&self, x: &Tensor, path: &str, mode: Mode, epilogue: Epilogue) -> Result<Tensor> {
         let weight = self.param(&format!("{path}.weight"))?;
         let bias = self.param(&format!("{path}.bias"))?;
-        let (rm_key, rv_key) = (format!("{path}.running_mean"), format!("{path}.running_var"));
         match mode {
             Mode::Train => {
                 let (y, mean, var) = match epilogue {
@@ -323,22 +321,21 @@ impl Net {
                     )?,
                 };
                 let (n, _, h, w) = x.dims4()?;
-                let count = (n * h * w) as f64;
-                // PyTorch updates the running variance with the unbiased batch variance.
-                let unbiased = (var * (count / (count - 1.0).max(1.0)))?;
+                let update = ops::RunningUpdate {
+                    momentum: BN_MOMENTUM,
+                    count: (n * h * w) as f64,
+                };
                 let mut buffers = self.lock_buffers()?;
-                let (rm, rv) = running_stats(&buffers, &rm_key, &rv_key)?;
-                let new_rm = ((rm * (1.0 - BN_MOMENTUM))? + (mean.detach() * BN_MOMENTUM)?)?;
-                let new_rv = ((rv * (1.0 - BN_MOMENTUM))? + (unbiased.detach() * BN_MOMENTUM)?)?;
-                buffers.insert(rm_key, new_rm);
-                buffers.insert(rv_key, new_rv);
+                let running = ops::update_running_stats(running_stats(&buffers, path)?, &mean, &var, update)?;
+                buffers.insert(path.to_string(), running);
                 if let Ok(mut t) = self.batches_tracked.lock() {
                     *t.entry(format!("{path}.num_batches_tracked")).or_insert(0) += 1;
                 }
                 Ok(y)
             }
             Mode::Eval => {
-                let (rm, rv) = running_stats(&*self.lock_buffers()?, &rm_key, &rv_key)?;
+                let running = running_stats(&*self.lock_buffers()?, path)?.clone();
+                let (rm, rv) = (running.get(0)?, running.get(1)?);
                 let epilogue = match epilogue {
                     Epilogue::None => ops::EvalEpilogue::None,
                     Epilogue::Relu => ops::EvalEpilogue::Relu,
@@ -361,8 +358,9 @@ impl Net {
             .buffers
             .lock()
             .map_err(|_| candle_core::Error::Msg("buffers poisoned".into()))?;
-        for (k, v) in buffers.iter() {
-            out.insert(k.clone(), v.clone());
+        for (path, running) in buffers.iter() {
+            out.insert(format!("{path}.running_mean"), running.get(0)?);
+            out.insert(format!("{path}.running_var"), running.get(1)?);
         }
         let tracked = self
             .batches_tracked
@@ -404,6 +402,7 @@ impl Net {
             ));
         }
         let fail = |e: candle_core::Error| e.to_string();
+        let on_device = |v: &Tensor| v.to_dtype(DType::F32)?.to_device(&self.device);
         for t in &decls {
             let v = &tensors[&t.name];
             match t.role {
@@ -417,16 +416,17 @@ impl Net {
                     )
                     .map_err(fail)?;
                 }
-                TensorRole::RunningMean | TensorRole::RunningVar => {
+                TensorRole::RunningMean => {
+                    let path = owner_path(&t.name);
+                    let var = &tensors[&format!("{path}.running_var")];
+                    let running =
+                        Tensor::stack(&[on_device(v).map_err(fail)?, on_device(var).map_err(fail)?], 0)
+                            .map_err(fail)?;
                     let mut b = self.buffers.lock().map_err(|_| "buffers poisoned".to_string())?;
-                    b.insert(
-                        t.name.clone(),
-                        v.to_dtype(DType::F32)
-                            .map_err(fail)?
-                            .to_device(&self.device)
-                            .map_err(fail)?,
-                    );
+                    b.insert(path.to_string(), running);
                 }
+                // Loaded with its running mean, into the same tensor.
+                TensorRole::RunningVar => {}
                 TensorRole::NumBatchesTracked => {
                     let n = v
                         .to_dtype(DType::I64)
@@ -442,15 +442,16 @@ impl Net {
     }
 }
 
-/// A BatchNorm's running mean and variance, cloned out of the buffer map (cheap: tensors share storage).
-fn running_stats(buffers: &HashMap<String, Tensor>, rm_key: &str, rv_key: &str) -> Result<(Tensor, Tensor)> {
-    let get = |k: &str| {
-        buffers
-            .get(k)
-            .cloned()
-            .ok_or_else(|| candle_core::Error::Msg(format!("no buffer {k}")))
-    };
-    Ok((get(rm_key)?, get(rv_key)?))
+/// The running statistics `[2, C]` of the BatchNorm at `path`.
+fn running_stats<'a>(buffers: &'a HashMap<String, Tensor>, path: &str) -> Result<&'a Tensor> {
+    buffers
+        .get(path)
+        .ok_or_else(|| candle_core::Error::Msg(format!("no running statistics for `{path}`")))
+}
+
+/// The module path of a state_dict entry: `layer1.0.bn1` of `layer1.0.bn1.running_mean`.
+fn owner_path(name: &str) -> &str {
+    name.rsplit_once('.').map_or("", |(owner, _)| owner)
 }
 
 /// Average pooling with kernel ≠ stride, whose backward Candle refuses: the mean of the k² strided views

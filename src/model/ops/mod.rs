@@ -13,6 +13,7 @@ mod lanes;
 pub mod max_pool;
 #[cfg(feature = "cuda")]
 mod max_pool_cuda;
+pub mod running_stats;
 
 pub use adaptive_avg_pool::adaptive_avg_pool2d;
 pub use batch_norm::{batch_norm_add_relu_train, batch_norm_relu_train, batch_norm_train};
@@ -20,3 +21,4 @@ pub use batch_norm_eval::{EvalEpilogue, batch_norm_eval};
 pub use bn_relu_pool::batch_norm_relu_max_pool_train;
 pub use conv::conv2d;
 pub use max_pool::max_pool2d;
+pub use running_stats::{RunningUpdate, update_running_stats};
