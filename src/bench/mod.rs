@@ -21,7 +21,7 @@ use crate::train::loss::{correct, cross_entropy};
 use crate::train::optim::{self, Optimizer, OptimizerConfig, OptimizerKind};
 use candle_core::{Device, Tensor};
 use data_wait::DataWait;
-use op_count::{OpsPerStep, StepPart};
+use op_count::{OpPath, OpsOnCuda, OpsPerStep, StepPart};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -252,6 +252,8 @@ pub struct BenchReport {
     pub ops_per_train_step: u64,
     /// The same count split into the step's parts.
     pub ops_per_train_step_parts: OpsPerStep,
+    /// On the CPU, the same step counted along the paths CUDA runs (absent on other devices).
+    pub ops_per_train_step_as_on_cuda: Option<OpsOnCuda>,
     /// The loss of the last training step (finite when the step works).
     pub last_train_loss: f64,
     /// Thread pools.
@@ -412,6 +414,14 @@ pub fn run(target: &BenchTarget, opts: &BenchOptions) -> Result<BenchReport, Ben
         op_count::count_train_step(&net, opt.as_mut(), &pixels, &labels, lr, smoothing).map_err(&terr)?;
     drop(pixels);
     let peak_rss_train_bytes = system::peak_rss_bytes();
+    let ops_per_train_step_as_on_cuda = if opts.device.is_cpu() {
+        Some(OpsOnCuda {
+            with_kernels: op_count::measure(target, batch, &opts.device, OpPath::CudaKernels)?,
+            composed: op_count::measure(target, batch, &opts.device, OpPath::Composed)?,
+        })
+    } else {
+        None
+    };
 
     let terr = tensor_err("evaluation");
     let (pixels, labels) = random_batch(&target.decl, eval_batch, classes, target.seed, "bench_eval");
@@ -447,6 +457,7 @@ pub fn run(target: &BenchTarget, opts: &BenchOptions) -> Result<BenchReport, Ben
         eval,
         ops_per_train_step: ops_per_train_step_parts.total,
         ops_per_train_step_parts,
+        ops_per_train_step_as_on_cuda,
         last_train_loss: last_loss as f64,
         threads: Threads::current(),
         peak_rss_train_bytes,
@@ -499,6 +510,12 @@ pub fn render_text(r: &BenchReport) -> String {
         "ops per training step: {} (forward {}, loss {}, backward {}, optimizer {}, accuracy {})\n",
         o.total, o.forward, o.loss, o.backward, o.optimizer, o.accuracy
     );
+    if let Some(c) = &r.ops_per_train_step_as_on_cuda {
+        s += &format!(
+            "ops per training step as CUDA would run it: {} with LABPIPE_CUDA_KERNELS=1, {} without\n",
+            c.with_kernels.total, c.composed.total
+        );
+    }
     s += &format!(
         "threads: rayon {}, cores {}, candle elementwise {}\npeak RSS: {} after training, {} overall\n",
         r.threads.rayon,
@@ -613,6 +630,15 @@ mod tests {
         let ops = j["ops_per_train_step"].as_u64().unwrap();
         assert!(ops > 0, "a training step dispatches operations");
         assert_eq!(j["ops_per_train_step_parts"]["total"], ops);
+        let on_cuda = &j["ops_per_train_step_as_on_cuda"];
+        let (with_kernels, composed) = (
+            on_cuda["with_kernels"]["total"].as_u64().unwrap(),
+            on_cuda["composed"]["total"].as_u64().unwrap(),
+        );
+        // Other tests run tensor operations in parallel and the counter is process-wide, so only presence is
+        // checked here; op_count's test measures the paths alone and pins them.
+        assert!(with_kernels > 0 && composed > 0, "{with_kernels} {composed}");
+        assert!(render_text(&report).contains("as CUDA would run it"));
         let line = format!("ops per training step: {ops} (forward ");
         assert!(render_text(&report).contains(&line));
         // Ten classes and a fresh network: the loss starts near ln 10.

@@ -9,7 +9,8 @@
 
 use super::{BenchError, BenchTarget, class_count, random_batch, tensor_err, train_step, train_step_marked};
 use crate::model::net::Net;
-use crate::train::optim::{self, Optimizer};
+use crate::model::ops::{Composition, set_composition};
+use crate::train::optim::{self, Optimizer, UpdateKernel};
 use candle_core::Device;
 use serde::Serialize;
 
@@ -79,11 +80,70 @@ pub fn count_train_step(
     Ok(ops)
 }
 
+/// A CPU count of the paths CUDA runs: Candle dispatches the same storage operations on both devices, so the
+/// count carries over (on a GPU each is at least one launch; labpipe's own kernels may launch two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct OpsOnCuda {
+    /// With labpipe's CUDA kernels (`LABPIPE_CUDA_KERNELS=1`).
+    pub with_kernels: OpsPerStep,
+    /// Candle's compositions, CUDA's default.
+    pub composed: OpsPerStep,
+}
+
+/// Which implementation of labpipe's operations a count is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpPath {
+    /// Every hand-written kernel: the CPU's path.
+    Kernels,
+    /// As CUDA runs with `LABPIPE_CUDA_KERNELS=1`: labpipe's kernels where a CUDA one exists, Candle's ops for
+    /// the rest (convolutions, adaptive average pooling).
+    CudaKernels,
+    /// As CUDA runs by default: Candle-op compositions everywhere, the optimizer's tensor-op update included.
+    Composed,
+}
+
+impl OpPath {
+    fn composition(self) -> Composition {
+        match self {
+            OpPath::Kernels => Composition::None,
+            OpPath::CudaKernels => Composition::CpuOnlyOps,
+            OpPath::Composed => Composition::All,
+        }
+    }
+}
+
+/// Restores the CPU's path when a count ends, also on an error.
+struct CompositionGuard;
+
+impl CompositionGuard {
+    fn set(c: Composition) -> Self {
+        set_composition(c);
+        CompositionGuard
+    }
+}
+
+impl Drop for CompositionGuard {
+    fn drop(&mut self) {
+        set_composition(Composition::None);
+    }
+}
+
 /// A fresh network of `target` with `batch` random inputs: one warm-up step, then the counted step.
-pub fn measure(target: &BenchTarget, batch: usize, device: &Device) -> Result<OpsPerStep, BenchError> {
+pub fn measure(
+    target: &BenchTarget,
+    batch: usize,
+    device: &Device,
+    path: OpPath,
+) -> Result<OpsPerStep, BenchError> {
     let terr = tensor_err("counting operations");
+    // Only a CPU count can stand in for another path: on CUDA the device's own path is what runs.
+    let _composition = device.is_cpu().then(|| CompositionGuard::set(path.composition()));
+    let kernel = match path {
+        OpPath::Composed => UpdateKernel::TensorOps,
+        OpPath::Kernels | OpPath::CudaKernels => UpdateKernel::Auto,
+    };
     let net = Net::new(&target.decl, device, target.seed).map_err(&terr)?;
-    let mut opt = optim::build(&target.optimizer, net.params()).map_err(&terr)?;
+    let mut opt = optim::build_with(&target.optimizer, net.params(), kernel).map_err(&terr)?;
     let classes = class_count(&target.decl);
     let (pixels, labels) = random_batch(&target.decl, batch, classes, target.seed, "bench_train");
     let (lr, smoothing) = (target.optimizer.lr, target.label_smoothing);
@@ -100,11 +160,33 @@ mod tests {
     /// Set in the child process that measures alone.
     const CHILD: &str = "LABPIPE_OP_COUNT_CHILD";
 
-    /// Today's counts on the CPU (forward 12 + loss 10 + backward 25 + optimizer 14 + accuracy 4; ResNet-18:
-    /// 82 + 10 + 33 + 62 + 4). They can only go down. History (SimpleCNN, ResNet-18): 155, 599 at first; 83,
-    /// 311 once the backward pass stored a gradient's first contribution instead of adding it to zeros
+    /// Today's counts per path: the CPU's kernels, CUDA with labpipe's kernels, CUDA's default composition.
+    /// They can only go down. History of the CPU path (SimpleCNN, ResNet-18): 155, 599 at first; 83, 311 once
+    /// the backward pass stored a gradient's first contribution instead of adding it to zeros
     /// (vendor/candle-core/LABPIPE-PATCH.md); 65, 191 with BatchNorm's running statistics updated in one op.
-    const PINS: [(&str, usize, u64); 2] = [("simple_cnn", 128, 65), ("resnet18", 64, 191)];
+    /// (model, the seed's batch size, the pin of each path).
+    type Pin = (&'static str, usize, [(OpPath, u64); 3]);
+
+    const PINS: [Pin; 2] = [
+        (
+            "simple_cnn",
+            128,
+            [
+                (OpPath::Kernels, 65),
+                (OpPath::CudaKernels, 86),
+                (OpPath::Composed, 528),
+            ],
+        ),
+        (
+            "resnet18",
+            64,
+            [
+                (OpPath::Kernels, 191),
+                (OpPath::CudaKernels, 272),
+                (OpPath::Composed, 2266),
+            ],
+        ),
+    ];
 
     #[test]
     fn ops_per_train_step_can_only_go_down() {
@@ -135,26 +217,28 @@ mod tests {
     }
 
     fn measure_and_check() {
-        for (model, batch, pin) in PINS {
+        for (model, batch, pins) in PINS {
             let t = target(model).unwrap();
             assert_eq!(t.batch, batch, "{model}: the seed's batch size");
-            let ops = measure(&t, batch, &Device::Cpu).unwrap();
-            println!("{model} batch {batch}: {ops:?}");
-            assert!(ops.total > 0, "{model}: nothing was counted");
-            assert_eq!(
-                ops.total,
-                ops.upload + ops.forward + ops.loss + ops.backward + ops.optimizer + ops.accuracy,
-                "{model}: the parts add up to the step"
-            );
-            assert!(
-                ops.total <= pin,
-                "{model} batch {batch}: {} operations per training step, pinned at {pin} ({ops:?}); \
-                 the count can only go down: update the pin when you reduce it",
-                ops.total
-            );
-            // The launch count depends on the network, not the batch size.
-            let small = measure(&t, 2, &Device::Cpu).unwrap();
-            assert_eq!(small, ops, "{model}: batch 2 vs {batch}");
+            for (path, pin) in pins {
+                let ops = measure(&t, batch, &Device::Cpu, path).unwrap();
+                println!("{model} batch {batch} {path:?}: {ops:?}");
+                assert!(ops.total > 0, "{model} {path:?}: nothing was counted");
+                assert_eq!(
+                    ops.total,
+                    ops.upload + ops.forward + ops.loss + ops.backward + ops.optimizer + ops.accuracy,
+                    "{model} {path:?}: the parts add up to the step"
+                );
+                assert!(
+                    ops.total <= pin,
+                    "{model} batch {batch} {path:?}: {} operations per training step, pinned at {pin} ({ops:?}); \
+                     the count can only go down: update the pin when you reduce it",
+                    ops.total
+                );
+                // The launch count depends on the network, not the batch size.
+                let small = measure(&t, 2, &Device::Cpu, path).unwrap();
+                assert_eq!(small, ops, "{model} {path:?}: batch 2 vs {batch}");
+            }
         }
     }
 }

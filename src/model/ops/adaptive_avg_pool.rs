@@ -12,7 +12,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, D, Layout, Result, Shape, Tensor, bail};
 
-use super::cpu_data::{contiguous_f32, is_cpu_f32, par_filled, with_f32};
+use super::cpu_data::{contiguous_f32, is_cpu_f32_cpu_only, par_filled, with_f32};
 
 /// The input range `[start, end)` that output `i` of `out` averages along an axis of `len` inputs:
 /// PyTorch's `start = floor(i·len/out)`, `end = ceil((i+1)·len/out)`.
@@ -30,7 +30,7 @@ pub fn adaptive_avg_pool2d(x: &Tensor, output: usize) -> Result<Tensor> {
         x.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)
     } else if h % output == 0 && w % output == 0 {
         x.avg_pool2d_with_stride((h / output, w / output), (h / output, w / output))
-    } else if is_cpu_f32(x) {
+    } else if is_cpu_f32_cpu_only(x) {
         x.contiguous()?.apply_op1(AdaptiveAvgPool2d { output })
     } else {
         adaptive_avg_pool2d_composed(x, output)

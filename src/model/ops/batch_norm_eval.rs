@@ -14,7 +14,7 @@ use std::cell::RefCell;
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, Var, bail};
 
-use super::cpu_data::{contiguous_f32, is_cpu_f32, par_filled, with_scratch};
+use super::cpu_data::{contiguous_f32, is_cpu_f32_cpu_only, par_filled, with_scratch};
 use super::max_pool::{max_pool2d, pool_plane};
 use crate::model::decl::Window;
 
@@ -52,7 +52,10 @@ pub fn batch_norm_eval(
         EvalEpilogue::AddRelu(r) => Some(r),
         _ => None,
     };
-    let fused = is_cpu_f32(x) && is_cpu_f32(&scale) && residual.is_none_or(is_cpu_f32) && !composed_forced();
+    let fused = is_cpu_f32_cpu_only(x)
+        && is_cpu_f32_cpu_only(&scale)
+        && residual.is_none_or(is_cpu_f32_cpu_only)
+        && !composed_forced();
     if !fused {
         return composed(x, &scale, &shift, epilogue);
     }

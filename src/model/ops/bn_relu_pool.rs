@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use super::batch_norm::{Stats, batch_norm_relu_train, check_shapes};
 use super::bn_parts::ncl;
-use super::cpu_data::{CpuF32, contiguous_f32, is_cpu_f32, par_filled, par_filled2, with_scratch};
+use super::cpu_data::{CpuF32, contiguous_f32, is_cpu_f32_cpu_only, par_filled, par_filled2, with_scratch};
 use super::max_pool::{max_pool2d, pool_plane};
 use crate::model::decl::Window;
 
@@ -36,7 +36,7 @@ pub fn batch_norm_relu_max_pool_train(
         padding,
     };
     window.validate(h, w)?;
-    if !(is_cpu_f32(x) && is_cpu_f32(weight) && is_cpu_f32(bias)) {
+    if !(is_cpu_f32_cpu_only(x) && is_cpu_f32_cpu_only(weight) && is_cpu_f32_cpu_only(bias)) {
         let (y, mean, var) = batch_norm_relu_train(x, weight, bias, eps)?;
         return Ok((max_pool2d(&y, kernel, stride, padding)?, mean, var));
     }

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use std::borrow::Cow;
 use std::sync::{Mutex, OnceLock};
 
-use super::cpu_data::{CpuF32, contiguous_f32, is_cpu_f32, par_filled, with_scratch};
+use super::cpu_data::{CpuF32, contiguous_f32, is_cpu_f32_cpu_only, par_filled, with_scratch};
 use super::lanes;
 
 /// Output maps with at least this many pixels are convolved image by image; smaller ones batch-wide.
@@ -41,7 +41,7 @@ pub fn conv2d(
             shape.cout
         )
     }
-    let on_cpu = is_cpu_f32(x) && is_cpu_f32(w) && b.is_none_or(is_cpu_f32);
+    let on_cpu = is_cpu_f32_cpu_only(x) && is_cpu_f32_cpu_only(w) && b.is_none_or(is_cpu_f32_cpu_only);
     if !on_cpu {
         return conv2d_candle(x, w, b, stride, padding, input_grad);
     }

@@ -62,9 +62,41 @@ pub(crate) fn with_f32<R>(t: &Tensor, op: &str, f: impl FnOnce(&[f32]) -> Result
     f(data.as_slice())
 }
 
-/// Whether the hand-written CPU kernels apply: an f32 tensor on the CPU.
+/// Which ops take their Candle-op composition even on the CPU, so that `labpipe bench` can count the
+/// operations of the paths CUDA runs on any machine. Per thread (an op decides its path on the calling thread),
+/// so a measurement never changes what other threads compute: for measurements only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Composition {
+    /// None: every hand-written kernel runs (the CPU's path).
+    None = 0,
+    /// The ops that have no CUDA kernel (convolution, adaptive average pooling, BatchNorm → ReLU → max-pool as
+    /// one op, evaluation BatchNorm): what CUDA runs with labpipe's kernels (`LABPIPE_CUDA_KERNELS=1`).
+    CpuOnlyOps = 1,
+    /// Every op: CUDA without labpipe's kernels (its default until they are verified on a GPU).
+    All = 2,
+}
+
+thread_local! {
+    static COMPOSITION: std::cell::Cell<Composition> = const { std::cell::Cell::new(Composition::None) };
+}
+
+/// Set which ops take their Candle-op composition on this thread (see [`Composition`]).
+pub fn set_composition(c: Composition) {
+    COMPOSITION.with(|x| x.set(c));
+}
+
+fn composition() -> Composition {
+    COMPOSITION.with(|x| x.get())
+}
+
+/// Whether the hand-written CPU kernels apply: an f32 tensor on the CPU (and not [`Composition::All`]).
 pub(crate) fn is_cpu_f32(t: &Tensor) -> bool {
-    matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32
+    matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32 && composition() != Composition::All
+}
+
+/// [`is_cpu_f32`] for an op whose only kernel is the CPU's: CUDA runs its composition even with labpipe's kernels.
+pub(crate) fn is_cpu_f32_cpu_only(t: &Tensor) -> bool {
+    is_cpu_f32(t) && composition() == Composition::None
 }
 
 thread_local! {
