@@ -131,7 +131,8 @@ def run_bench(binary, arch, batch, device, steps, timeout):
     if p.returncode != 0:
         raise CheckFailed(f"bench {arch}: labpipe bench exited with {p.returncode}\n{p.stderr[-3000:]}")
     j = json.loads(p.stdout)
-    r = {"train": j["train"]["median_img_per_s"], "eval": j["eval"]["median_img_per_s"], "device": j["device"]}
+    r = {"train": j["train"]["median_img_per_s"], "eval": j["eval"]["median_img_per_s"], "device": j["device"],
+         "ops": j.get("ops_per_train_step")}
     log(f"bench {arch}: train {r['train']:.1f} img/s, eval {r['eval']:.1f} img/s on {r['device']}")
     return r
 
@@ -319,18 +320,19 @@ def main():
         "",
         "| card | model | batch | epoch s labpipe | epoch s PyTorch | speed ratio | train img/s labpipe "
         "| train img/s PyTorch | ratio | eval img/s labpipe | eval img/s PyTorch | ratio | labpipe CPU img/s "
-        "| loss parity |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| loss parity | labpipe ops/step |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
     ]
     for label, batch, last, lb, tb, lcpu, par in rows:
         le = last["seconds"] if last else None
         te = tb["epoch_s"] if tb else None
         lt, le_ = (lb["train"], lb["eval"]) if lb else (None, None)
+        ops = lb.get("ops") if lb else None
         tt, tev = (tb["train"], tb["eval"]) if tb else (None, None)
         parity = "n/a" if par is None else ("ok" if par else "MISMATCH")
         lines.append(
             f"| {card} | {label} | {batch} | {sec(le)} | {sec(te)} | {ratio(te, le)} | {fmt(lt)} | {fmt(tt)} "
-            f"| {ratio(lt, tt)} | {fmt(le_)} | {fmt(tev)} | {ratio(le_, tev)} | {fmt(lcpu)} | {parity} |"
+            f"| {ratio(lt, tt)} | {fmt(le_)} | {fmt(tev)} | {ratio(le_, tev)} | {fmt(lcpu)} | {parity} | {fmt(ops)} |"
         )
     table = "\n".join(lines) + "\n"
     os.makedirs(a.out, exist_ok=True)
