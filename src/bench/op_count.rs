@@ -20,7 +20,7 @@ pub enum StepPart {
     Upload,
     /// `Net::forward` in training mode.
     Forward,
-    /// Cross-entropy and the loss read back.
+    /// Cross-entropy (its value is read back after the step).
     Loss,
     /// Backpropagation.
     Backward,
@@ -39,7 +39,7 @@ pub struct OpsPerStep {
     pub upload: u64,
     /// Forward pass.
     pub forward: u64,
-    /// Loss and its read-back.
+    /// Loss.
     pub loss: u64,
     /// Backward pass.
     pub backward: u64,
@@ -100,10 +100,11 @@ mod tests {
     /// Set in the child process that measures alone.
     const CHILD: &str = "LABPIPE_OP_COUNT_CHILD";
 
-    /// Today's counts on the CPU (forward 30 + loss 10 + backward 25 + optimizer 14 + accuracy 4; ResNet-18:
-    /// 202 + 10 + 33 + 62 + 4). They can only go down. History: 155 and 599 before the backward pass stored a
-    /// gradient's first contribution instead of adding it to zeros (vendor/candle-core/LABPIPE-PATCH.md).
-    const PINS: [(&str, usize, u64); 2] = [("simple_cnn", 128, 83), ("resnet18", 64, 311)];
+    /// Today's counts on the CPU (forward 30 + loss 1 + backward 8 + optimizer 14 + accuracy 1; ResNet-18:
+    /// 202 + 1 + 16 + 62 + 1). They can only go down. History: 155 and 599 before the backward pass stored a
+    /// gradient's first contribution instead of adding it to zeros (vendor/candle-core/LABPIPE-PATCH.md); 83
+    /// and 311 before the fused cross-entropy and correct count (src/train/loss/fused.rs).
+    const PINS: [(&str, usize, u64); 2] = [("simple_cnn", 128, 54), ("resnet18", 64, 282)];
 
     #[test]
     fn ops_per_train_step_can_only_go_down() {
