@@ -194,4 +194,52 @@ mod tests {
         let e = cross_entropy(&logits, &short, 0.0).unwrap_err().to_string();
         assert!(e.contains("2 rows of logits but 1 labels"), "{e}");
     }
+
+    #[test]
+    fn the_fused_loss_and_gradient_match_pytorch() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cross_entropy");
+        let t = candle_core::safetensors::load(dir.join("cross_entropy.safetensors"), &Device::Cpu)
+            .expect("fixture");
+        for (case, eps) in [
+            ("b128_k10", 0.0),
+            ("b128_k10_ls", 0.1),
+            ("b7_k100_ls", 0.1),
+            ("b16_k1000", 0.0),
+            ("b16_k10_large", 0.05),
+        ] {
+            let get = |k: &str| {
+                t.get(&format!("{case}.{k}"))
+                    .unwrap_or_else(|| panic!("{case}.{k}"))
+            };
+            let x = candle_core::Var::from_tensor(get("x")).unwrap();
+            let y = get("y").to_dtype(DType::U32).unwrap();
+            let loss = cross_entropy(x.as_tensor(), &y, eps).unwrap();
+            let want: Vec<f32> = get("loss").to_vec1().unwrap();
+            let got = loss.to_scalar::<f32>().unwrap();
+            assert!(
+                (got - want[0]).abs() <= 1e-6 * want[0].abs().max(1.0),
+                "{case}: loss {got} vs PyTorch {}",
+                want[0]
+            );
+            let grads = loss.backward().unwrap();
+            let got: Vec<f32> = grads
+                .get(x.as_tensor())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let want: Vec<f32> = get("grad_x").flatten_all().unwrap().to_vec1().unwrap();
+            let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                worst <= 1e-6 * scale,
+                "{case}: gradient off by {worst} (largest {scale})"
+            );
+        }
+    }
 }
