@@ -242,4 +242,42 @@ mod tests {
             );
         }
     }
+
+    /// Time of the loss part of a training step (loss, its gradient, the correct count, both read back),
+    /// fused against composed, interleaved: `cargo test --lib loss_step_time -- --ignored --nocapture` (the test
+    /// profile is optimized).
+    #[test]
+    #[ignore = "a timing, not a check"]
+    fn loss_step_time() {
+        type Loss = fn(&Tensor, &Tensor, f64) -> Result<Tensor>;
+        type Count = fn(&Tensor, &Tensor) -> Result<Tensor>;
+        let step = |loss: Loss, count: Count, x: &Tensor, y: &Tensor| {
+            let v = candle_core::Var::from_tensor(x).unwrap();
+            let l = loss(v.as_tensor(), y, 0.1).unwrap();
+            let g = l.backward().unwrap();
+            std::hint::black_box(g.get(v.as_tensor()).unwrap());
+            let c = count(v.as_tensor(), y).unwrap().to_scalar::<f32>().unwrap();
+            std::hint::black_box((l.to_scalar::<f32>().unwrap(), c));
+        };
+        for (n, k) in [(64, 10), (128, 10), (256, 1000)] {
+            let (x, y) = random_case(n, k, 5);
+            let mut t = [std::time::Duration::ZERO; 2];
+            for round in 0..400 {
+                let fused = round % 2 == 0;
+                let start = std::time::Instant::now();
+                if fused {
+                    step(cross_entropy, correct_count, &x, &y);
+                } else {
+                    step(cross_entropy_composed, correct_count_composed, &x, &y);
+                }
+                t[usize::from(!fused)] += start.elapsed();
+            }
+            eprintln!(
+                "{n}x{k}: fused {:?}, composed {:?} per step (fused/composed {:.2})",
+                t[0] / 200,
+                t[1] / 200,
+                t[0].as_secs_f64() / t[1].as_secs_f64()
+            );
+        }
+    }
 }
