@@ -21,7 +21,7 @@ pub enum StepPart {
     Upload,
     /// `Net::forward` in training mode.
     Forward,
-    /// Cross-entropy and the loss read back.
+    /// Cross-entropy (its value is read back after the step).
     Loss,
     /// Backpropagation.
     Backward,
@@ -40,7 +40,7 @@ pub struct OpsPerStep {
     pub upload: u64,
     /// Forward pass.
     pub forward: u64,
-    /// Loss and its read-back.
+    /// Loss.
     pub loss: u64,
     /// Backward pass.
     pub backward: u64,
@@ -163,9 +163,10 @@ mod tests {
     /// Today's counts per path: the CPU's kernels, CUDA with labpipe's kernels, CUDA's default composition.
     /// They can only go down. History of the CPU path (SimpleCNN, ResNet-18): 155, 599 at first; 83, 311 once
     /// the backward pass stored a gradient's first contribution instead of adding it to zeros
-    /// (vendor/candle-core/LABPIPE-PATCH.md); 65, 191 with BatchNorm's running statistics updated in one op.
-    /// CUDA with kernels (ResNet-18): 272 when first counted, 251 once Candle's convolution backward skipped the
-    /// data's input gradient and stopped adding the weight gradient to zeros.
+    /// (vendor/candle-core/LABPIPE-PATCH.md); 65, 191 with BatchNorm's running statistics updated in one op;
+    /// 36, 162 with the fused cross-entropy and correct count (src/train/loss/fused.rs). CUDA with kernels
+    /// (ResNet-18): 272 when first counted, 251 once Candle's convolution backward skipped the data's input
+    /// gradient and stopped adding the weight gradient to zeros, 222 with the fused loss.
     /// (model, the seed's batch size, the pin of each path).
     type Pin = (&'static str, usize, [(OpPath, u64); 3]);
 
@@ -174,18 +175,18 @@ mod tests {
             "simple_cnn",
             128,
             [
-                (OpPath::Kernels, 65),
-                (OpPath::CudaKernels, 86),
-                (OpPath::Composed, 528),
+                (OpPath::Kernels, 36),
+                (OpPath::CudaKernels, 53),
+                (OpPath::Composed, 518),
             ],
         ),
         (
             "resnet18",
             64,
             [
-                (OpPath::Kernels, 191),
-                (OpPath::CudaKernels, 272),
-                (OpPath::Composed, 2266),
+                (OpPath::Kernels, 162),
+                (OpPath::CudaKernels, 222),
+                (OpPath::Composed, 2211),
             ],
         ),
     ];

@@ -236,3 +236,76 @@ extern "C" __global__ void lp_sgd(float *p, const float *g, float *buf, int64_t 
     p[i] += gi * neg_lr + 0.0f;
   }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Fused cross-entropy (torch.nn.CrossEntropyLoss, mean reduction, label smoothing eps) and the count of
+// correct predictions (src/train/loss/fused.rs). Logits are contiguous [n, k], labels [n] u32. Each row's
+// log-sum-exp is taken in double after subtracting the row's maximum, as the CPU op does.
+
+// The row's log-sum-exp.
+__device__ double lp_row_lse(const float *row, int k) {
+  double m = -INFINITY;
+  for (int j = 0; j < k; ++j) m = fmax(m, (double)row[j]);
+  double s = 0.0;
+  for (int j = 0; j < k; ++j) s += exp((double)row[j] - m);
+  return m + log(s);
+}
+
+// out[0] = mean over rows of (1 - eps)(lse - x_y) + eps (lse - mean x). One block; a label outside 0..k
+// makes the loss NaN.
+extern "C" __global__ void lp_ce_fwd(const float *x, const uint32_t *y, int n, int k, double eps, float *out) {
+  __shared__ double shared[32];
+  double acc = 0.0;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    const float *row = x + (int64_t)i * k;
+    const uint32_t label = y[i];
+    if (label >= (uint32_t)k) {
+      acc += NAN;
+      continue;
+    }
+    const double lse = lp_row_lse(row, k);
+    double loss = lse - (double)row[label];
+    if (eps != 0.0) {
+      double sum = 0.0;
+      for (int j = 0; j < k; ++j) sum += (double)row[j];
+      loss = (1.0 - eps) * loss + eps * (lse - sum / (double)k);
+    }
+    acc += loss;
+  }
+  acc = block_sum(acc, shared);
+  if (threadIdx.x == 0) out[0] = (float)(acc / (double)(n > 0 ? n : 1));
+}
+
+// dx = (softmax(x) - target) * g[0] / n, target = (1 - eps) one_hot(y) + eps / k. One thread per row.
+extern "C" __global__ void lp_ce_bwd(const float *x, const uint32_t *y, const float *g, int n, int k, double eps,
+                                     float *dx) {
+  const double scale = (double)g[0] / (double)(n > 0 ? n : 1);
+  const double on = 1.0 - eps + eps / (double)k, off = eps / (double)k;
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) {
+    const float *row = x + (int64_t)i * k;
+    float *out = dx + (int64_t)i * k;
+    const uint32_t label = y[i];
+    const double lse = lp_row_lse(row, k);
+    for (int j = 0; j < k; ++j) {
+      const double target = ((uint32_t)j == label) ? on : off;
+      out[j] = (float)((exp((double)row[j] - lse) - target) * scale);
+    }
+  }
+}
+
+// out[0] = number of rows whose first maximum (a NaN counts as the maximum, as torch.argmax) is at the label.
+extern "C" __global__ void lp_correct(const float *x, const uint32_t *y, int n, int k, float *out) {
+  __shared__ double shared[32];
+  double right = 0.0;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    const float *row = x + (int64_t)i * k;
+    int best = 0;
+    for (int j = 1; j < k; ++j) {
+      const float b = row[best], v = row[j];
+      if (!isnan(b) && (v > b || isnan(v))) best = j;
+    }
+    if ((uint32_t)best == y[i]) right += 1.0;
+  }
+  right = block_sum(right, shared);
+  if (threadIdx.x == 0) out[0] = (float)right;
+}

@@ -430,3 +430,87 @@ pub(crate) fn kernels_enabled() -> bool {
 
 #[cfg(test)]
 mod tests;
+
+// ---------------------------------------------------------------------------------------------------------
+// Fused cross-entropy and correct-prediction count (src/train/loss/fused.rs).
+
+/// The contiguous u32 region `l` describes in `s` (class labels), or an error naming `what`.
+pub(crate) fn labels_view<'a>(s: &'a CudaStorage, l: &Layout, what: &str) -> Result<CudaView<'a, u32>> {
+    let Some((start, end)) = l.contiguous_offsets() else {
+        bail!(
+            "{what}: expected a contiguous tensor, got strides {:?}",
+            l.stride()
+        )
+    };
+    Ok(s.as_cuda_slice::<u32>()?.slice(start..end))
+}
+
+/// One block reducing over all rows (a fixed summation order for a given batch).
+fn single_block() -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (1, 1, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// Mean smoothed cross-entropy of logits `[n, k]` against labels `[n]`: one value. A label outside `0..k`
+/// makes it NaN (the kernel cannot raise an error without the host waiting for it).
+pub(crate) fn cross_entropy_forward(
+    dev: &CudaDevice,
+    x: &CudaView<f32>,
+    y: &CudaView<u32>,
+    n: usize,
+    k: usize,
+    eps: f64,
+) -> Result<CudaSlice<f32>> {
+    // SAFETY: the kernel writes the one element.
+    let out = unsafe { dev.alloc::<f32>(1)? };
+    let f = kernel(dev, "lp_ce_fwd")?;
+    let (n, k) = (n as i32, k as i32);
+    let mut b = f.builder();
+    b.arg(x).arg(y).arg(&n).arg(&k).arg(&eps).arg(&out);
+    // SAFETY: the argument list matches lp_ce_fwd's signature.
+    unsafe { b.launch(single_block()) }.w()?;
+    Ok(out)
+}
+
+/// The loss's gradient with respect to the logits, `[n, k]`, scaled by the upstream gradient `g` (one value).
+pub(crate) fn cross_entropy_backward(
+    dev: &CudaDevice,
+    x: &CudaView<f32>,
+    y: &CudaView<u32>,
+    g: &CudaView<f32>,
+    n: usize,
+    k: usize,
+    eps: f64,
+) -> Result<CudaSlice<f32>> {
+    // SAFETY: every element is written by the kernel.
+    let dx = unsafe { dev.alloc::<f32>(n * k)? };
+    let f = kernel(dev, "lp_ce_bwd")?;
+    let (ni, ki) = (n as i32, k as i32);
+    let mut b = f.builder();
+    b.arg(x).arg(y).arg(g).arg(&ni).arg(&ki).arg(&eps).arg(&dx);
+    // SAFETY: the argument list matches lp_ce_bwd's signature; one thread per row.
+    unsafe { b.launch(elementwise(n)) }.w()?;
+    Ok(dx)
+}
+
+/// Number of rows of logits `[n, k]` whose first maximum is at the label, as one f32 value.
+pub(crate) fn correct_count(
+    dev: &CudaDevice,
+    x: &CudaView<f32>,
+    y: &CudaView<u32>,
+    n: usize,
+    k: usize,
+) -> Result<CudaSlice<f32>> {
+    // SAFETY: the kernel writes the one element.
+    let out = unsafe { dev.alloc::<f32>(1)? };
+    let f = kernel(dev, "lp_correct")?;
+    let (n, k) = (n as i32, k as i32);
+    let mut b = f.builder();
+    b.arg(x).arg(y).arg(&n).arg(&k).arg(&out);
+    // SAFETY: the argument list matches lp_correct's signature.
+    unsafe { b.launch(single_block()) }.w()?;
+    Ok(out)
+}

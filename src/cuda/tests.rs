@@ -215,3 +215,45 @@ fn optimizer_state_is_a_snapshot_on_the_gpu() -> Result<()> {
     assert_ne!(first, now, "the moments moved");
     Ok(())
 }
+
+/// (loss, dlogits of 3·loss, correct count) of the fused cross-entropy and count on `dev`.
+fn cross_entropy_case(dev: &Device, n: usize, k: usize, eps: f64) -> Result<(f32, Vec<f32>, f32)> {
+    // Rounded values make ties, which must go to the first maximum as on the CPU.
+    let xs: Vec<f32> = random(n * k, 21, 0.0)
+        .iter()
+        .map(|v| (v * 2.0).round() / 2.0)
+        .collect();
+    let ys: Vec<u32> = (0..n).map(|i| ((i * 7 + 3) % k) as u32).collect();
+    let x = Var::from_vec(xs, (n, k), dev)?;
+    let y = Tensor::from_vec(ys, n, dev)?;
+    let loss = crate::train::loss::cross_entropy(x.as_tensor(), &y, eps)?;
+    let grads = (&loss * 3.0)?.backward()?;
+    let right = crate::train::loss::correct_count(x.as_tensor(), &y)?;
+    Ok((
+        loss.to_device(&Device::Cpu)?.to_scalar()?,
+        grads.get(x.as_tensor()).map(values).unwrap_or_default(),
+        right.to_device(&Device::Cpu)?.to_scalar()?,
+    ))
+}
+
+#[test]
+fn cross_entropy_and_correct_kernels_match_the_cpu_ops() -> Result<()> {
+    let Some(dev) = gpu("cross_entropy_and_correct_kernels_match_the_cpu_ops") else {
+        return Ok(());
+    };
+    for (n, k) in [(1usize, 2usize), (7, 10), (128, 10), (300, 1000)] {
+        for eps in [0.0, 0.1] {
+            let (want_loss, want_dx, want_right) = cross_entropy_case(&Device::Cpu, n, k, eps)?;
+            let (got_loss, got_dx, got_right) = cross_entropy_case(&dev, n, k, eps)?;
+            // Both sum f64 row losses, in different orders.
+            assert!(
+                (got_loss - want_loss).abs() <= 1e-6 * want_loss.abs().max(1.0),
+                "{n}x{k} eps {eps}: loss {got_loss} vs {want_loss}"
+            );
+            let err = max_rel(&got_dx, &want_dx);
+            assert!(err < 1e-6, "{n}x{k} eps {eps}: gradient max relative error {err}");
+            assert_eq!(got_right, want_right, "{n}x{k}: correct count");
+        }
+    }
+    Ok(())
+}

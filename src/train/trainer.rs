@@ -3,7 +3,7 @@
 
 use super::config::{Select, StopMetric, TrainSpec};
 use super::history::{EpochRecord, TrainHistory};
-use super::loss::{correct, cross_entropy, per_sample_cross_entropy};
+use super::loss::{correct, correct_count, cross_entropy, per_sample_cross_entropy};
 use super::optim;
 use super::progress::EpochProgress;
 use super::resume::{self, ResumeInfo};
@@ -462,10 +462,10 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
         let total = plan.batch_count();
         let mut progress = EpochProgress::start(&run.name, epoch + 1, t.epochs, total, job.quiet);
         let mut batches = Prefetcher::start(plan, job.workers);
-        let (mut loss_sum, mut right, mut seen) = (0.0f64, 0usize, 0usize);
+        let mut sums = EpochSums::default();
+        let mut queued: Option<QueuedBatch> = None;
         let mut first_lr = None;
-        let mut b = 0usize;
-        for batch in batches.by_ref() {
+        for (b, batch) in batches.by_ref().enumerate() {
             let lr = t.scheduler.lr_at(base_lr, epoch, b, total, t.epochs);
             if let Some(m) = t.scheduler.momentum_at(epoch, b, total, t.epochs) {
                 opt.set_momentum(m).map_err(terr)?;
@@ -474,25 +474,32 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
             let (x, y) = to_tensors(&batch, job.device).map_err(terr)?;
             let logits = net.forward(&x, Mode::Train).map_err(terr)?;
             let loss = cross_entropy(&logits, &y, t.label_smoothing).map_err(terr)?;
-            let loss_value = loss.to_scalar::<f32>().map_err(terr)? as f64;
-            if !loss_value.is_finite() {
-                diverged = Some(Divergence {
-                    epoch: epoch + 1,
-                    batch: b + 1,
-                    lr,
-                    loss: format!("{loss_value}"),
-                    bound: None,
-                });
-                break;
-            }
-            info.initial_loss.get_or_insert(loss_value);
             let grads = loss.backward().map_err(terr)?;
             opt.step(&grads, lr).map_err(terr)?;
-            loss_sum += loss_value * batch.len() as f64;
-            right += correct(&logits, &y).map_err(terr)?;
-            seen += batch.len();
-            b += 1;
-            progress.update(b, loss_sum / seen as f64, right as f64 / seen as f64, seen);
+            let right = correct_count(&logits, &y).map_err(terr)?;
+            let this = QueuedBatch {
+                number: b + 1,
+                lr,
+                rows: batch.len(),
+                loss,
+                right,
+            };
+            // The previous batch's numbers are read only now, with this batch's step queued behind them, so
+            // the device never idles while the host waits. A diverged batch's successor has been stepped as
+            // well by then: harmless, since nothing of a diverged epoch is kept.
+            let ready = if lag_reads() {
+                queued.replace(this)
+            } else {
+                Some(this)
+            };
+            if let Some(q) = ready {
+                diverged = sums
+                    .settle(q, epoch, &mut info.initial_loss, &mut progress)
+                    .map_err(terr)?;
+                if diverged.is_some() {
+                    break;
+                }
+            }
             if job.interrupt.load(Ordering::SeqCst) {
                 progress.finish();
                 return Err(TrainError::Interrupted {
@@ -500,6 +507,18 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
                 });
             }
         }
+        if diverged.is_none()
+            && let Some(q) = queued.take()
+        {
+            diverged = sums
+                .settle(q, epoch, &mut info.initial_loss, &mut progress)
+                .map_err(terr)?;
+        }
+        let EpochSums {
+            loss_sum,
+            right,
+            seen,
+        } = sums;
         let data_wait = batches.waited.as_secs_f64();
         drop(batches);
         progress.finish();
@@ -671,6 +690,72 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
         resumed_epochs,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// A training batch whose step is queued on the device and whose loss and correct count are not read yet.
+struct QueuedBatch {
+    /// 1-based batch number within the epoch.
+    number: usize,
+    lr: f64,
+    rows: usize,
+    loss: Tensor,
+    right: Tensor,
+}
+
+/// The running sums of a training epoch, over the batches read so far.
+#[derive(Default)]
+struct EpochSums {
+    loss_sum: f64,
+    right: usize,
+    seen: usize,
+}
+
+impl EpochSums {
+    /// Read `q`'s loss and correct count (waiting for the device) and add them in, or, when its loss is not
+    /// finite, leave the sums alone and say where training diverged.
+    fn settle(
+        &mut self,
+        q: QueuedBatch,
+        epoch: usize,
+        initial_loss: &mut Option<f64>,
+        progress: &mut EpochProgress,
+    ) -> candle_core::Result<Option<Divergence>> {
+        let loss = q.loss.to_scalar::<f32>()? as f64;
+        if !loss.is_finite() {
+            return Ok(Some(Divergence {
+                epoch: epoch + 1,
+                batch: q.number,
+                lr: q.lr,
+                loss: format!("{loss}"),
+                bound: None,
+            }));
+        }
+        initial_loss.get_or_insert(loss);
+        self.loss_sum += loss * q.rows as f64;
+        self.right += q.right.to_scalar::<f32>()? as usize;
+        self.seen += q.rows;
+        progress.update(
+            q.number,
+            self.loss_sum / self.seen as f64,
+            self.right as f64 / self.seen as f64,
+            self.seen,
+        );
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Off in the test that compares a run with lagged reads against one without.
+    static LAG_READS: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Whether a batch's loss and count are read after the next batch's step is queued (always, outside tests).
+fn lag_reads() -> bool {
+    #[cfg(test)]
+    return LAG_READS.with(|l| l.get());
+    #[cfg(not(test))]
+    true
 }
 
 /// Where training of the interrupted build in `work_dir` resumes (the epochs of its newest intact resume
@@ -874,6 +959,47 @@ train:
             tensorboard: None,
         };
         (train(&job).unwrap(), dir, run)
+    }
+
+    /// The outcome of `train_with(set)` with or without lagged reads, its timings zeroed.
+    fn outcome_with_lag(lag: bool, set: &[&str]) -> TrainOutcome {
+        LAG_READS.with(|l| l.set(lag));
+        let (mut out, _dir, _) = train_with(set);
+        LAG_READS.with(|l| l.set(true));
+        for e in &mut out.history.epochs {
+            (e.seconds, e.data_wait_seconds, e.images_per_second) = (0.0, 0.0, 0.0);
+        }
+        out.seconds = 0.0;
+        out
+    }
+
+    #[test]
+    fn reading_each_batch_after_the_next_is_queued_changes_no_result() {
+        for set in [
+            &["train.early_stopping=null", "train.epochs=3"][..],
+            // Diverges to NaN within the first epoch: the same batch is reported.
+            &[
+                "train.early_stopping=null",
+                "train.optimizer={name: sgd, lr: 3e38}",
+            ][..],
+            // Diverges by the bound at an epoch's end.
+            &[
+                "train.early_stopping=null",
+                "train.optimizer={name: adam, lr: 1e6}",
+            ][..],
+        ] {
+            let lagged = outcome_with_lag(true, set);
+            let direct = outcome_with_lag(false, set);
+            assert_eq!(lagged.history, direct.history, "{set:?}");
+            assert_eq!(lagged.diverged, direct.diverged, "{set:?}");
+            assert_eq!(lagged.selected_epoch, direct.selected_epoch, "{set:?}");
+            if set[1].contains("3e38") {
+                let d = lagged.diverged.expect("a NaN loss diverges");
+                assert!(d.bound.is_none() && d.epoch == 1, "{d:?}");
+            } else if set[1] == "train.epochs=3" {
+                assert_eq!(lagged.history.epochs.len(), 3);
+            }
+        }
     }
 
     #[test]

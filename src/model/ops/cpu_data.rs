@@ -85,7 +85,8 @@ pub fn set_composition(c: Composition) {
     COMPOSITION.with(|x| x.set(c));
 }
 
-fn composition() -> Composition {
+/// Which ops take their Candle-op composition on this thread (see [`set_composition`]).
+pub fn composition() -> Composition {
     COMPOSITION.with(|x| x.get())
 }
 

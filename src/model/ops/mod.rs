@@ -20,6 +20,6 @@ pub use batch_norm::{batch_norm_add_relu_train, batch_norm_relu_train, batch_nor
 pub use batch_norm_eval::{EvalEpilogue, batch_norm_eval};
 pub use bn_relu_pool::batch_norm_relu_max_pool_train;
 pub use conv::conv2d;
-pub use cpu_data::{Composition, set_composition};
+pub use cpu_data::{Composition, composition, set_composition};
 pub use max_pool::max_pool2d;
 pub use running_stats::{RunningUpdate, update_running_stats};
