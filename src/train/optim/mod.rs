@@ -48,11 +48,14 @@ pub trait Optimizer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UpdateKernel {
     /// The fused in-place pass for contiguous f32 parameters (CPU, or CUDA with the `cuda` feature), tensor
-    /// ops for the rest.
+    /// ops for the rest; on the CPU one operation updates every parameter.
     #[default]
     Auto,
     /// Tensor ops for every parameter (what other devices use; for comparisons and benchmarks).
     TensorOps,
+    /// The fused pass one parameter (one operation) at a time, as before the multi-tensor update (for
+    /// comparisons and benchmarks).
+    FusedPerParameter,
 }
 
 /// Build the configured optimizer over `params`.
