@@ -3,11 +3,11 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use candle_core::{Result, Tensor, Var, backprop::GradStore, bail};
+use candle_core::{Result, Tensor, Var, backprop::GradStore, bail, inplace_op_multi};
 
 #[cfg(feature = "cuda")]
 use super::cuda;
-use super::fused_cpu::AdamHostUpdate;
+use super::fused_cpu::{AdamHostMulti, AdamHostUpdate, AdamPart};
 use super::scalars::AdamScalars;
 use super::state::{Buffer, ParamSet, Slot, host_grad};
 use super::{Optimizer, OptimizerConfig, OptimizerKind, UpdateKernel, check_lr, check_momentum};
@@ -65,6 +65,57 @@ impl Adam {
     }
 }
 
+impl Adam {
+    /// Every parameter with a gradient updated by one fused CPU operation (the same arithmetic as the
+    /// per-parameter pass, so the same bits).
+    fn step_multi_host(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
+        let scalars: Vec<Option<AdamScalars>> = self
+            .set
+            .slots
+            .iter()
+            .map(|slot| {
+                grads
+                    .get(slot.var.as_tensor())
+                    .map(|_| self.scalars(lr, slot.step + 1))
+            })
+            .collect();
+        let amsgrad = self.amsgrad;
+        let (mut targets, mut sources, mut parts) = (Vec::new(), Vec::new(), Vec::new());
+        for (slot, s) in self.set.slots.iter_mut().zip(scalars) {
+            let (Some(s), Some(grad)) = (s, grads.get(slot.var.as_tensor())) else {
+                continue;
+            };
+            slot.step += 1;
+            for b in slot.buffers.iter_mut() {
+                if b.is_none() {
+                    *b = Some(Buffer::zeros(true, &slot.var)?);
+                }
+            }
+            sources.push(host_grad(grad, slot)?);
+            let Slot { var, buffers, .. } = slot;
+            let [Some(m), Some(v), rest @ ..] = buffers.as_mut_slice() else {
+                bail!("internal: Adam buffers were not initialised");
+            };
+            let max_exp_avg_sq = match rest.first_mut() {
+                Some(Some(b)) if amsgrad => Some(b.host_mut()?),
+                _ => None,
+            };
+            parts.push(AdamPart {
+                s,
+                exp_avg: m.host_mut()?,
+                exp_avg_sq: v.host_mut()?,
+                max_exp_avg_sq,
+            });
+            targets.push(var.as_tensor());
+        }
+        let sources: Vec<&Tensor> = sources.iter().collect();
+        let op = AdamHostMulti {
+            parts: RefCell::new(parts),
+        };
+        inplace_op_multi(&targets, &sources, &op)
+    }
+}
+
 impl Optimizer for Adam {
     fn set_momentum(&mut self, momentum: f64) -> Result<()> {
         check_momentum(momentum)?;
@@ -75,6 +126,9 @@ impl Optimizer for Adam {
     fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
         check_lr(lr)?;
         self.set.steps += 1;
+        if self.set.multi_host(grads) {
+            return self.step_multi_host(grads, lr);
+        }
         let amsgrad = self.amsgrad;
         for i in 0..self.set.slots.len() {
             let Some(grad) = grads.get(self.set.slots[i].var.as_tensor()) else {

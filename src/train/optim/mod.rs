@@ -48,11 +48,14 @@ pub trait Optimizer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UpdateKernel {
     /// The fused in-place pass for contiguous f32 parameters (CPU, or CUDA with the `cuda` feature), tensor
-    /// ops for the rest.
+    /// ops for the rest; on the CPU one operation updates every parameter.
     #[default]
     Auto,
     /// Tensor ops for every parameter (what other devices use; for comparisons and benchmarks).
     TensorOps,
+    /// The fused pass one parameter (one operation) at a time, as before the multi-tensor update (for
+    /// comparisons and benchmarks).
+    FusedPerParameter,
 }
 
 /// Build the configured optimizer over `params`.
@@ -208,7 +211,8 @@ mod bench {
     use crate::model::builtins::{Stem, resnet18};
     use crate::rng::Rng;
 
-    /// Median seconds of an optimizer step over ResNet-18's 11.2 M parameters, fused vs tensor ops.
+    /// Median seconds of an optimizer step over ResNet-18's 11.2 M parameters: multi-tensor, per-parameter
+    /// fused, tensor ops.
     /// `cargo test --release --lib train::optim::bench -- --ignored --nocapture`
     #[test]
     #[ignore = "benchmark; run in release"]
@@ -235,7 +239,11 @@ mod bench {
         let mut sgd = OptimizerConfig::new(OptimizerKind::Sgd, 0.01);
         sgd.momentum = Some(0.9);
         for config in [OptimizerConfig::new(OptimizerKind::AdamW, 1e-3), sgd] {
-            for kernel in [UpdateKernel::Auto, UpdateKernel::TensorOps] {
+            for kernel in [
+                UpdateKernel::Auto,
+                UpdateKernel::FusedPerParameter,
+                UpdateKernel::TensorOps,
+            ] {
                 let mut opt = build_with(&config, params.clone(), kernel).unwrap();
                 let mut times = Vec::new();
                 for _ in 0..12 {

@@ -3,11 +3,11 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use candle_core::{Result, Tensor, Var, backprop::GradStore, bail};
+use candle_core::{Result, Tensor, Var, backprop::GradStore, bail, inplace_op_multi};
 
 #[cfg(feature = "cuda")]
 use super::cuda;
-use super::fused_cpu::SgdHostUpdate;
+use super::fused_cpu::{SgdHostMulti, SgdHostUpdate, SgdPart};
 use super::scalars::SgdScalars;
 use super::state::{Buffer, ParamSet, Slot, host_grad};
 use super::{Optimizer, OptimizerConfig, UpdateKernel, check_lr, check_momentum};
@@ -44,6 +44,36 @@ impl Sgd {
     }
 }
 
+impl Sgd {
+    /// Every parameter with a gradient updated by one fused CPU operation (the same arithmetic as the
+    /// per-parameter pass, so the same bits).
+    fn step_multi_host(&mut self, grads: &GradStore, s: SgdScalars) -> Result<()> {
+        let (mut targets, mut sources, mut parts) = (Vec::new(), Vec::new(), Vec::new());
+        for slot in self.set.slots.iter_mut() {
+            let Some(grad) = grads.get(slot.var.as_tensor()) else {
+                continue;
+            };
+            slot.step += 1;
+            sources.push(host_grad(grad, slot)?);
+            let first = s.momentum.is_some() && slot.buffers[0].is_none();
+            let Slot { var, buffers, .. } = slot;
+            let n = var.elem_count();
+            let buf = match buffers.first_mut() {
+                Some(b) => Some(b.get_or_insert_with(|| Buffer::Host(vec![0.0; n])).host_mut()?),
+                None => None,
+            };
+            parts.push(SgdPart { first, buf });
+            targets.push(var.as_tensor());
+        }
+        let sources: Vec<&Tensor> = sources.iter().collect();
+        let op = SgdHostMulti {
+            s,
+            parts: RefCell::new(parts),
+        };
+        inplace_op_multi(&targets, &sources, &op)
+    }
+}
+
 impl Optimizer for Sgd {
     fn set_momentum(&mut self, momentum: f64) -> Result<()> {
         check_momentum(momentum)?;
@@ -68,6 +98,9 @@ impl Optimizer for Sgd {
             nesterov: self.nesterov,
             neg_lr: -lr,
         };
+        if self.set.multi_host(grads) {
+            return self.step_multi_host(grads, s);
+        }
         for slot in self.set.slots.iter_mut() {
             let Some(grad) = grads.get(slot.var.as_tensor()) else {
                 continue;

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use candle_core::{DType, Device, Result, Tensor, Var, bail};
+use candle_core::{DType, Device, Result, Tensor, Var, backprop::GradStore, bail};
 
 use super::UpdateKernel;
 
@@ -60,6 +60,8 @@ pub(super) struct ParamSet {
     pub(super) slots: Vec<Slot>,
     pub(super) steps: u64,
     pub(super) buffer_names: Vec<&'static str>,
+    /// Whether the fused CPU pass may update every parameter in one operation.
+    multi: bool,
     /// Whether `<param>.step` is part of the state (Adam) or not (SGD).
     per_param_step: bool,
 }
@@ -77,11 +79,11 @@ impl ParamSet {
             if !seen.insert(name.clone()) {
                 bail!("parameter `{name}` is given to the optimizer twice");
             }
-            let host = kernel == UpdateKernel::Auto
+            let host = kernel != UpdateKernel::TensorOps
                 && var.device().is_cpu()
                 && var.dtype() == DType::F32
                 && var.layout().is_contiguous();
-            let cuda = kernel == UpdateKernel::Auto && cuda_fused(&var);
+            let cuda = kernel != UpdateKernel::TensorOps && cuda_fused(&var);
             let buffers = vec![None; buffer_names.len()];
             slots.push(Slot {
                 name,
@@ -96,8 +98,20 @@ impl ParamSet {
             slots,
             steps: 0,
             buffer_names,
+            multi: kernel == UpdateKernel::Auto,
             per_param_step,
         })
+    }
+
+    /// Whether one multi-tensor operation updates every parameter with a gradient: all of them take the
+    /// fused CPU pass (and there is at least one).
+    pub(super) fn multi_host(&self, grads: &GradStore) -> bool {
+        let mut with_grad = self
+            .slots
+            .iter()
+            .filter(|s| grads.get(s.var.as_tensor()).is_some())
+            .peekable();
+        self.multi && with_grad.peek().is_some() && with_grad.all(|s| s.host)
     }
 
     pub(super) fn state(&self) -> Result<Vec<(String, Tensor)>> {

@@ -75,6 +75,7 @@ pub mod nditer;
 pub mod npy;
 pub mod op;
 pub mod op_count;
+pub mod inplace_multi;
 pub mod pickle;
 pub mod quantized;
 pub mod safetensors;
@@ -97,6 +98,7 @@ pub use cuda_backend::cutile;
 
 pub use cpu_backend::{CpuStorage, CpuStorageRef};
 pub use custom_op::{CustomOp1, CustomOp2, CustomOp3, InplaceOp1, InplaceOp2, InplaceOp3};
+pub use inplace_multi::{inplace_op_multi, InplaceOpMulti};
 pub use device::{Device, DeviceLocation, NdArray};
 pub use dtype::{DType, DTypeParseError, FloatDType, IntDType, WithDType};
 pub use dummy_dtype::{F4, F6E2M3, F6E3M2, F8E8M0};
