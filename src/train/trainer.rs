@@ -481,8 +481,9 @@ pub fn train(job: &TrainJob) -> Result<TrainOutcome, TrainError> {
                 number: b + 1,
                 lr,
                 rows: batch.len(),
-                loss,
-                right,
+                // Detached: the queued values must not keep this batch's graph (its activations) alive.
+                loss: loss.detach(),
+                right: right.detach(),
             };
             // The previous batch's numbers are read only now, with this batch's step queued behind them, so
             // the device never idles while the host waits. A diverged batch's successor has been stepped as

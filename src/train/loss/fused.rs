@@ -69,6 +69,27 @@ pub(super) fn rows_and_classes(logits: &Layout, labels: &Layout, op: &str) -> Re
     Ok((n, k))
 }
 
+/// `(N, K)`, the logits and the labels of a CUDA op's inputs, checked against each other.
+#[cfg(feature = "cuda")]
+#[allow(clippy::type_complexity)]
+fn cuda_inputs<'a>(
+    s1: &'a candle_core::CudaStorage,
+    l1: &Layout,
+    s2: &'a candle_core::CudaStorage,
+    l2: &Layout,
+    op: &str,
+) -> Result<(
+    usize,
+    usize,
+    candle_core::cuda_backend::cudarc::driver::CudaView<'a, f32>,
+    candle_core::cuda_backend::cudarc::driver::CudaView<'a, u32>,
+)> {
+    let (n, k) = rows_and_classes(l1, l2, op)?;
+    let x = crate::cuda::view(s1, l1, op)?;
+    let y = crate::cuda::labels_view(s2, l2, op)?;
+    Ok((n, k, x, y))
+}
+
 /// An error naming the first label that is not a class index.
 fn check_labels(labels: &[u32], k: usize, op: &str) -> Result<()> {
     if let Some((row, &label)) = labels.iter().enumerate().find(|&(_, &l)| l as usize >= k) {
@@ -145,10 +166,8 @@ impl CustomOp2 for CrossEntropy {
         s2: &candle_core::CudaStorage,
         l2: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let (n, k) = rows_and_classes(l1, l2, "cross_entropy")?;
+        let (n, k, x, y) = cuda_inputs(s1, l1, s2, l2, "cross_entropy")?;
         let dev = &s1.device;
-        let x = crate::cuda::view(s1, l1, "cross_entropy logits")?;
-        let y = crate::cuda::labels_view(s2, l2, "cross_entropy labels")?;
         let out = crate::cuda::cross_entropy_forward(dev, &x, &y, n, k, self.eps)?;
         Ok((crate::cuda::storage(out, dev), Shape::from(())))
     }
@@ -211,10 +230,8 @@ impl CustomOp3 for CrossEntropyGrad {
         s3: &candle_core::CudaStorage,
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let (n, k) = rows_and_classes(l1, l2, "cross_entropy backward")?;
+        let (n, k, x, y) = cuda_inputs(s1, l1, s2, l2, "cross_entropy backward")?;
         let dev = &s1.device;
-        let x = crate::cuda::view(s1, l1, "cross_entropy logits")?;
-        let y = crate::cuda::labels_view(s2, l2, "cross_entropy labels")?;
         let g = crate::cuda::view(s3, l3, "cross_entropy upstream gradient")?;
         let dx = crate::cuda::cross_entropy_backward(dev, &x, &y, &g, n, k, self.eps)?;
         Ok((crate::cuda::storage(dx, dev), Shape::from((n, k))))
@@ -264,10 +281,8 @@ impl CustomOp2 for CorrectCount {
         s2: &candle_core::CudaStorage,
         l2: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let (n, k) = rows_and_classes(l1, l2, "correct")?;
+        let (n, k, x, y) = cuda_inputs(s1, l1, s2, l2, "correct")?;
         let dev = &s1.device;
-        let x = crate::cuda::view(s1, l1, "correct logits")?;
-        let y = crate::cuda::labels_view(s2, l2, "correct labels")?;
         let out = crate::cuda::correct_count(dev, &x, &y, n, k)?;
         Ok((crate::cuda::storage(out, dev), Shape::from(())))
     }
