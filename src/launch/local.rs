@@ -431,9 +431,11 @@ flock 9; echo $(( $(cat '{0}.n') - 1 )) > '{0}.n'; echo "end $run" >> '{0}'; flo
     fn an_interrupt_reaches_every_child_and_starts_no_more() {
         let tmp = tempfile::tempdir().unwrap();
         let log = tmp.path().join("log");
-        // A child that, like labpipe, exits 130 on SIGINT.
+        // A child that, like labpipe, exits 130 on SIGINT. It sleeps through `wait`, which a trapped signal
+        // interrupts at once: bash defers the trap while a foreground `sleep` runs, and may drop it altogether
+        // when that child did not die of the signal too (seen as a flake on a loaded machine).
         let body = format!(
-            "trap 'echo \"stopped $6\" >> \"{0}\"; exit 130' INT\necho \"started $6\" >> '{0}'\nfor i in $(seq 200); do sleep 0.05; done\nexit 0",
+            "trap 'echo \"stopped $6\" >> \"{0}\"; exit 130' INT\necho \"started $6\" >> '{0}'\nfor i in $(seq 200); do sleep 0.05 & wait $!; done\nexit 0",
             log.display()
         );
         let j = jobs(fake(tmp.path(), &body), &["a", "b", "c"], 2);
