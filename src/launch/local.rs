@@ -166,11 +166,16 @@ impl LocalJobs {
             // Own process group: a terminal's Ctrl-C reaches only the parent, which passes it on once.
             command.process_group(0);
             #[cfg(target_os = "linux")]
-            // SAFETY: prctl(2) with PR_SET_PDEATHSIG only sets a flag of the calling (forked) process; it is
-            // async-signal-safe and allocates nothing.
+            // SAFETY: prctl(2) with PR_SET_PDEATHSIG and signal(2) only change the calling (forked) process;
+            // both are async-signal-safe and allocate nothing.
             unsafe {
                 command.pre_exec(|| {
                     if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    // A parent started in the background by a script ignores SIGINT, and an ignored signal is
+                    // inherited: the child must hear the SIGINT this parent passes on (and the death signal).
+                    if libc::signal(libc::SIGINT, libc::SIG_DFL) == libc::SIG_ERR {
                         return Err(std::io::Error::last_os_error());
                     }
                     Ok(())
@@ -432,8 +437,8 @@ flock 9; echo $(( $(cat '{0}.n') - 1 )) > '{0}.n'; echo "end $run" >> '{0}'; flo
         let tmp = tempfile::tempdir().unwrap();
         let log = tmp.path().join("log");
         // A child that, like labpipe, exits 130 on SIGINT. It sleeps through `wait`, which a trapped signal
-        // interrupts at once: bash defers the trap while a foreground `sleep` runs, and may drop it altogether
-        // when that child did not die of the signal too (seen as a flake on a loaded machine).
+        // interrupts at once (bash defers a trap while a foreground `sleep` runs). Run it with SIGINT ignored
+        // (`(cargo test … &)` from a script) too: the parent must reset it for its children.
         let body = format!(
             "trap 'echo \"stopped $6\" >> \"{0}\"; exit 130' INT\necho \"started $6\" >> '{0}'\nfor i in $(seq 200); do sleep 0.05 & wait $!; done\nexit 0",
             log.display()
